@@ -1,0 +1,557 @@
+// Package ledger is the DynamoDB record of every event's life: one item per event
+// key, moved between states only by conditional writes.
+//
+//	received ──MarkQueued──▶ queued ──Claim──▶ processing ──Complete──▶ done
+//	   │  ▲                                   │   ▲  │
+//	Release TakeOver            GiveBack ◀────┘   │  └──Fail──▶ failed
+//	   ▼                                     Claim (lease expired)
+//	 (gone)
+//
+// Ingest acquires and queues; processors claim with a lease, extend it while their
+// handler runs, and complete, fail or give back — each write fenced by owner and
+// attempt so that at most one processor completes a key. See DESIGN.md.
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/wahook/wahook/shared/awserr"
+)
+
+// State is where an event is in its life.
+type State string
+
+// The ledger's states.
+const (
+	StateReceived   State = "received"
+	StateQueued     State = "queued"
+	StateProcessing State = "processing"
+	StateDone       State = "done"
+	StateFailed     State = "failed"
+)
+
+// Attribute names of a ledger item.
+const (
+	AttrPK         = "pk"
+	AttrState      = "state"
+	AttrOwner      = "owner"
+	AttrLeaseUntil = "lease_until" // epoch ms
+	AttrAttempt    = "attempt"
+	AttrReceivedAt = "received_at" // epoch ms
+	AttrDoneAt     = "done_at"     // epoch ms
+	AttrError      = "error"
+	AttrExpiresAt  = "expires_at" // epoch seconds, the table's TTL attribute
+)
+
+// Errors callers decide on with errors.Is / errors.As.
+var (
+	// ErrExists: Acquire found an item for the key already.
+	ErrExists = errors.New("ledger: item exists")
+	// ErrNotFound: no item for the key.
+	ErrNotFound = errors.New("ledger: item not found")
+	// ErrLeaseLost: Extend, Complete, Fail or GiveBack found the claim no longer ours.
+	ErrLeaseLost = errors.New("ledger: lease lost")
+	// ErrConflict: a receipt-fenced write (TakeOver) lost to another writer.
+	ErrConflict = errors.New("ledger: concurrent change")
+	// ErrDuplicate: the event is already queued, processing, done or failed.
+	ErrDuplicate = errors.New("ledger: duplicate event")
+	// ErrInFlight: another ingest is enqueuing the event right now; ask again later.
+	ErrInFlight = errors.New("ledger: event being enqueued by another request")
+)
+
+// ClaimRefusedError says why Claim did not take the key.
+type ClaimRefusedError struct {
+	Key   string
+	State State
+	// Owner and LeaseUntil are set when another processor holds a live lease.
+	Owner      string
+	LeaseUntil time.Time
+}
+
+func (e *ClaimRefusedError) Error() string {
+	if e.State == StateProcessing {
+		return fmt.Sprintf("ledger: %s held by %s until %s", e.Key, e.Owner, e.LeaseUntil.UTC().Format(time.RFC3339Nano))
+	}
+	return fmt.Sprintf("ledger: %s already %s", e.Key, e.State)
+}
+
+// Finished reports whether the key needs no more work (done or failed): the
+// message that led to the claim is a duplicate delivery.
+func (e *ClaimRefusedError) Finished() bool {
+	return e.State == StateDone || e.State == StateFailed
+}
+
+// Item is a ledger item as read.
+type Item struct {
+	Key        string
+	State      State
+	Owner      string
+	LeaseUntil time.Time
+	Attempt    int
+	ReceivedAt time.Time
+	DoneAt     time.Time
+	Error      string
+	ExpiresAt  time.Time
+}
+
+// Receipt proves which Acquire or TakeOver wrote the current `received` item, so
+// that only its writer marks it queued or releases it.
+type Receipt struct {
+	Key        string
+	ReceivedAt int64 // epoch ms, as stored
+	// TakenOver is true when the item was taken over from a stale `received` item.
+	TakenOver bool
+}
+
+// Claim is a processor's hold on a key.
+type Claim struct {
+	Key   string
+	Owner string
+	// Attempt is the fencing token: it grows with every claim of the key.
+	Attempt    int
+	LeaseUntil time.Time
+}
+
+// DB is the part of the DynamoDB client the ledger uses.
+type DB interface {
+	PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
+	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
+	GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
+	DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
+}
+
+// Options tunes a Store. Zero values mean the documented defaults.
+type Options struct {
+	// TTL is how long an item lives after its last write (default 8 days, longer
+	// than Meta's 7-day retry window).
+	TTL time.Duration
+	// ResendWindow is the age after which a `received` item is taken to belong to
+	// a crashed ingest and is taken over (default 10s). It must be longer than
+	// ingest's own SQS send timeout.
+	ResendWindow time.Duration
+	// InFlightWait is how long Admit waits for a sibling request's `received`
+	// item to become `queued` before answering ErrInFlight (default 2s).
+	InFlightWait time.Duration
+	// PollInterval is Admit's first wait between reads of a `received` item
+	// (default 25ms, doubling up to 250ms).
+	PollInterval time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Store is the DynamoDB ledger.
+type Store struct {
+	db    DB
+	table string
+	opts  Options
+}
+
+// New returns a Store over the given table.
+func New(db DB, table string, opts Options) (*Store, error) {
+	if db == nil {
+		return nil, errors.New("ledger: nil DynamoDB client")
+	}
+	if table == "" {
+		return nil, errors.New("ledger: empty table name")
+	}
+	if opts.TTL <= 0 {
+		opts.TTL = 8 * 24 * time.Hour
+	}
+	if opts.ResendWindow <= 0 {
+		opts.ResendWindow = 10 * time.Second
+	}
+	if opts.InFlightWait <= 0 {
+		opts.InFlightWait = 2 * time.Second
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = 25 * time.Millisecond
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Store{db: db, table: table, opts: opts}, nil
+}
+
+// Table is the table's name.
+func (s *Store) Table() string { return s.table }
+
+func (s *Store) key(k string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{AttrPK: str(k)}
+}
+
+func (s *Store) expiresAt(now time.Time) types.AttributeValue {
+	return num(now.Add(s.opts.TTL).Unix())
+}
+
+// Acquire records a new event as `received`. ErrExists when the key has an item.
+func (s *Store) Acquire(ctx context.Context, key string) (Receipt, error) {
+	now := s.opts.Now()
+	r := Receipt{Key: key, ReceivedAt: now.UnixMilli()}
+	_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: &s.table,
+		Item: map[string]types.AttributeValue{
+			AttrPK:         str(key),
+			AttrState:      str(string(StateReceived)),
+			AttrReceivedAt: num(r.ReceivedAt),
+			AttrExpiresAt:  s.expiresAt(now),
+		},
+		ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
+		ExpressionAttributeNames: map[string]string{"#pk": AttrPK},
+	})
+	if awserr.ConditionFailed(err) {
+		return Receipt{}, fmt.Errorf("acquire %s: %w", key, ErrExists)
+	}
+	if err != nil {
+		return Receipt{}, fmt.Errorf("acquire %s: %w", key, err)
+	}
+	return r, nil
+}
+
+// receiptCondition fences a write to the `received` item r wrote.
+const receiptCondition = "#state = :received AND #received_at = :mine"
+
+func receiptValues(r Receipt) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{
+		":received": str(string(StateReceived)),
+		":mine":     num(r.ReceivedAt),
+	}
+}
+
+var receiptNames = map[string]string{"#state": AttrState, "#received_at": AttrReceivedAt}
+
+// MarkQueued moves r's item to `queued` after its SQS send succeeded. It reports
+// false when the item had already moved on (a processor claimed it first, or a
+// retry took it over): the event is in the queue either way, so that is no error.
+func (s *Store) MarkQueued(ctx context.Context, r Receipt) (bool, error) {
+	vals := receiptValues(r)
+	vals[":queued"] = str(string(StateQueued))
+	_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 &s.table,
+		Key:                       s.key(r.Key),
+		UpdateExpression:          aws.String("SET #state = :queued"),
+		ConditionExpression:       aws.String(receiptCondition),
+		ExpressionAttributeNames:  receiptNames,
+		ExpressionAttributeValues: vals,
+	})
+	if awserr.ConditionFailed(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("mark queued %s: %w", r.Key, err)
+	}
+	return true, nil
+}
+
+// Release deletes r's item after its SQS send failed, so that Meta's retry
+// acquires it afresh. It reports false when the item had moved on (a processor
+// claimed it: the send did enqueue after all), which is no error.
+func (s *Store) Release(ctx context.Context, r Receipt) (bool, error) {
+	_, err := s.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		TableName:                 &s.table,
+		Key:                       s.key(r.Key),
+		ConditionExpression:       aws.String(receiptCondition),
+		ExpressionAttributeNames:  receiptNames,
+		ExpressionAttributeValues: receiptValues(r),
+	})
+	if awserr.ConditionFailed(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("release %s: %w", r.Key, err)
+	}
+	return true, nil
+}
+
+// TakeOver rewrites a stale `received` item (one whose writer crashed between its
+// put and its send) as this request's own. seen is the received_at read from the
+// item. ErrConflict when the item changed meanwhile.
+func (s *Store) TakeOver(ctx context.Context, key string, seen int64) (Receipt, error) {
+	now := s.opts.Now()
+	// The new stamp must differ from the old so the crashed writer, should it wake,
+	// can no longer mark or release the item.
+	stamp := max(now.UnixMilli(), seen+1)
+	_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: &s.table,
+		Item: map[string]types.AttributeValue{
+			AttrPK:         str(key),
+			AttrState:      str(string(StateReceived)),
+			AttrReceivedAt: num(stamp),
+			AttrExpiresAt:  s.expiresAt(now),
+		},
+		ConditionExpression:       aws.String("#state = :received AND #received_at = :seen"),
+		ExpressionAttributeNames:  receiptNames,
+		ExpressionAttributeValues: map[string]types.AttributeValue{":received": str(string(StateReceived)), ":seen": num(seen)},
+	})
+	if awserr.ConditionFailed(err) {
+		return Receipt{}, fmt.Errorf("take over %s: %w", key, ErrConflict)
+	}
+	if err != nil {
+		return Receipt{}, fmt.Errorf("take over %s: %w", key, err)
+	}
+	return Receipt{Key: key, ReceivedAt: stamp, TakenOver: true}, nil
+}
+
+// Get reads the key's item. ErrNotFound when there is none.
+func (s *Store) Get(ctx context.Context, key string) (Item, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      &s.table,
+		Key:            s.key(key),
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return Item{}, fmt.Errorf("get %s: %w", key, err)
+	}
+	if out.Item == nil {
+		return Item{}, fmt.Errorf("get %s: %w", key, ErrNotFound)
+	}
+	return decodeItem(out.Item), nil
+}
+
+// Admission is the result of Admit.
+type Admission struct {
+	// Receipt is set when this request owns the event and must send it.
+	Receipt *Receipt
+	// Duplicate is set when the event is known already; State says how far it got.
+	Duplicate bool
+	State     State
+}
+
+// Admit decides what ingest does with an event key: send it (Acquire or TakeOver
+// succeeded) or count it as a duplicate. A key stuck in `received` belongs to a
+// sibling request that is enqueuing it now — wait up to InFlightWait for it to
+// become `queued` — or to one that crashed before its send: once the item is older
+// than ResendWindow it is taken over, so that Meta's retry never becomes a lost
+// event. ErrInFlight when the sibling is neither done nor stale in time; the caller
+// answers so that Meta retries.
+func (s *Store) Admit(ctx context.Context, key string) (Admission, error) {
+	deadline := s.opts.Now().Add(s.opts.InFlightWait)
+	wait := s.opts.PollInterval
+	for {
+		r, err := s.Acquire(ctx, key)
+		if err == nil {
+			return Admission{Receipt: &r}, nil
+		}
+		if !errors.Is(err, ErrExists) {
+			return Admission{}, err
+		}
+		item, err := s.Get(ctx, key)
+		if errors.Is(err, ErrNotFound) {
+			continue // released meanwhile: acquire again
+		}
+		if err != nil {
+			return Admission{}, fmt.Errorf("admit %s: %w", key, err)
+		}
+		if item.State != StateReceived {
+			return Admission{Duplicate: true, State: item.State}, nil
+		}
+		now := s.opts.Now()
+		if now.Sub(item.ReceivedAt) >= s.opts.ResendWindow {
+			r, err := s.TakeOver(ctx, key, item.ReceivedAt.UnixMilli())
+			if errors.Is(err, ErrConflict) {
+				continue
+			}
+			if err != nil {
+				return Admission{}, fmt.Errorf("admit %s: %w", key, err)
+			}
+			return Admission{Receipt: &r}, nil
+		}
+		if !now.Before(deadline) {
+			return Admission{}, fmt.Errorf("admit %s: %w", key, ErrInFlight)
+		}
+		pause := min(wait, deadline.Sub(now))
+		wait = min(2*wait, 250*time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return Admission{}, fmt.Errorf("admit %s: %w", key, ctx.Err())
+		case <-time.After(pause):
+		}
+	}
+}
+
+// Claim takes the key for owner with a lease, when it is new to the ledger, not
+// yet claimed, or held under an expired lease. The attempt grows with every claim.
+// Otherwise a *ClaimRefusedError says who holds it or that it is finished.
+func (s *Store) Claim(ctx context.Context, key, owner string, lease time.Duration) (Claim, error) {
+	for range 3 {
+		now := s.opts.Now()
+		until := now.Add(lease)
+		out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+			TableName: &s.table,
+			Key:       s.key(key),
+			UpdateExpression: aws.String("SET #state = :processing, #owner = :me, #lease_until = :until, " +
+				"#attempt = if_not_exists(#attempt, :zero) + :one, #received_at = if_not_exists(#received_at, :now), " +
+				"#expires_at = :exp"),
+			ConditionExpression: aws.String("attribute_not_exists(#pk) OR #state IN (:received, :queued) " +
+				"OR (#state = :processing AND #lease_until < :now)"),
+			ExpressionAttributeNames: map[string]string{
+				"#pk": AttrPK, "#state": AttrState, "#owner": AttrOwner, "#lease_until": AttrLeaseUntil,
+				"#attempt": AttrAttempt, "#received_at": AttrReceivedAt, "#expires_at": AttrExpiresAt,
+			},
+			ExpressionAttributeValues: map[string]types.AttributeValue{
+				":processing": str(string(StateProcessing)),
+				":received":   str(string(StateReceived)),
+				":queued":     str(string(StateQueued)),
+				":me":         str(owner),
+				":until":      num(until.UnixMilli()),
+				":now":        num(now.UnixMilli()),
+				":zero":       num(0),
+				":one":        num(1),
+				":exp":        s.expiresAt(now),
+			},
+			ReturnValues: types.ReturnValueAllNew,
+		})
+		if err == nil {
+			item := decodeItem(out.Attributes)
+			return Claim{Key: key, Owner: owner, Attempt: item.Attempt, LeaseUntil: until}, nil
+		}
+		if !awserr.ConditionFailed(err) {
+			return Claim{}, fmt.Errorf("claim %s: %w", key, err)
+		}
+		item, err := s.Get(ctx, key)
+		if errors.Is(err, ErrNotFound) {
+			continue // deleted between the write and the read: try again
+		}
+		if err != nil {
+			return Claim{}, fmt.Errorf("claim %s: %w", key, err)
+		}
+		switch item.State {
+		case StateDone, StateFailed:
+			return Claim{}, fmt.Errorf("claim %s: %w", key, &ClaimRefusedError{Key: key, State: item.State})
+		case StateProcessing:
+			if item.LeaseUntil.After(s.opts.Now()) {
+				return Claim{}, fmt.Errorf("claim %s: %w", key, &ClaimRefusedError{
+					Key: key, State: item.State, Owner: item.Owner, LeaseUntil: item.LeaseUntil,
+				})
+			}
+		}
+		// The item changed between the write and the read (a lease just expired,
+		// a give-back): try again.
+	}
+	return Claim{}, fmt.Errorf("claim %s: %w", key, ErrConflict)
+}
+
+// ownedCondition fences a processor's write to the claim it holds.
+const ownedCondition = "#state = :processing AND #owner = :me AND #attempt = :attempt"
+
+func (s *Store) owned(ctx context.Context, op string, c Claim, update string, names map[string]string, vals map[string]types.AttributeValue) error {
+	names["#state"], names["#owner"], names["#attempt"] = AttrState, AttrOwner, AttrAttempt
+	vals[":processing"], vals[":me"], vals[":attempt"] = str(string(StateProcessing)), str(c.Owner), num(int64(c.Attempt))
+	_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 &s.table,
+		Key:                       s.key(c.Key),
+		UpdateExpression:          aws.String(update),
+		ConditionExpression:       aws.String(ownedCondition),
+		ExpressionAttributeNames:  names,
+		ExpressionAttributeValues: vals,
+	})
+	if awserr.ConditionFailed(err) {
+		return fmt.Errorf("%s %s: %w", op, c.Key, ErrLeaseLost)
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", op, c.Key, err)
+	}
+	return nil
+}
+
+// Extend renews c's lease. ErrLeaseLost when the claim is no longer c's.
+func (s *Store) Extend(ctx context.Context, c *Claim, lease time.Duration) error {
+	until := s.opts.Now().Add(lease)
+	err := s.owned(ctx, "extend", *c, "SET #lease_until = :until",
+		map[string]string{"#lease_until": AttrLeaseUntil},
+		map[string]types.AttributeValue{":until": num(until.UnixMilli())})
+	if err == nil {
+		c.LeaseUntil = until
+	}
+	return err
+}
+
+// Complete marks c's key done. ErrLeaseLost when the claim is no longer c's.
+func (s *Store) Complete(ctx context.Context, c Claim) error {
+	now := s.opts.Now()
+	return s.owned(ctx, "complete", c,
+		"SET #state = :done, #done_at = :now, #expires_at = :exp REMOVE #owner, #lease_until",
+		map[string]string{"#done_at": AttrDoneAt, "#expires_at": AttrExpiresAt, "#lease_until": AttrLeaseUntil},
+		map[string]types.AttributeValue{":done": str(string(StateDone)), ":now": num(now.UnixMilli()), ":exp": s.expiresAt(now)})
+}
+
+// Fail marks c's key failed for good, keeping the reason.
+func (s *Store) Fail(ctx context.Context, c Claim, reason string) error {
+	now := s.opts.Now()
+	return s.owned(ctx, "fail", c,
+		"SET #state = :failed, #done_at = :now, #error = :reason, #expires_at = :exp REMOVE #owner, #lease_until",
+		map[string]string{"#done_at": AttrDoneAt, "#error": AttrError, "#expires_at": AttrExpiresAt, "#lease_until": AttrLeaseUntil},
+		map[string]types.AttributeValue{":failed": str(string(StateFailed)), ":now": num(now.UnixMilli()),
+			":reason": str(reason), ":exp": s.expiresAt(now)})
+}
+
+// GiveBack returns c's key to `queued` so any processor may claim it at once.
+func (s *Store) GiveBack(ctx context.Context, c Claim, reason string) error {
+	update := "SET #state = :queued REMOVE #owner, #lease_until"
+	names := map[string]string{"#lease_until": AttrLeaseUntil}
+	vals := map[string]types.AttributeValue{":queued": str(string(StateQueued))}
+	if reason != "" {
+		update = "SET #state = :queued, #error = :reason REMOVE #owner, #lease_until"
+		names["#error"] = AttrError
+		vals[":reason"] = str(reason)
+	}
+	return s.owned(ctx, "give back", c, update, names, vals)
+}
+
+func str(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }
+
+func num(n int64) types.AttributeValue {
+	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
+}
+
+func decodeItem(av map[string]types.AttributeValue) Item {
+	return Item{
+		Key:        getS(av, AttrPK),
+		State:      State(getS(av, AttrState)),
+		Owner:      getS(av, AttrOwner),
+		LeaseUntil: msTime(getN(av, AttrLeaseUntil)),
+		Attempt:    int(getN(av, AttrAttempt)),
+		ReceivedAt: msTime(getN(av, AttrReceivedAt)),
+		DoneAt:     msTime(getN(av, AttrDoneAt)),
+		Error:      getS(av, AttrError),
+		ExpiresAt:  secTime(getN(av, AttrExpiresAt)),
+	}
+}
+
+func getS(av map[string]types.AttributeValue, name string) string {
+	if v, ok := av[name].(*types.AttributeValueMemberS); ok {
+		return v.Value
+	}
+	return ""
+}
+
+func getN(av map[string]types.AttributeValue, name string) int64 {
+	if v, ok := av[name].(*types.AttributeValueMemberN); ok {
+		n, err := strconv.ParseInt(v.Value, 10, 64)
+		if err == nil {
+			return n
+		}
+	}
+	return 0
+}
+
+func msTime(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
+}
+
+func secTime(s int64) time.Time {
+	if s == 0 {
+		return time.Time{}
+	}
+	return time.Unix(s, 0)
+}
