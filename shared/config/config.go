@@ -111,7 +111,7 @@ func LoadFrom[T any](environ map[string]string) (T, error) {
 	}
 	cfg, err := env.ParseAsWithOptions[T](opts)
 	if err != nil {
-		return cfg, fmt.Errorf("config: %w", err)
+		return cfg, fmt.Errorf("config: %w", nameVariables(reflect.TypeFor[T](), err))
 	}
 	if v, ok := any(cfg).(Validator); ok {
 		if err := v.Validate(); err != nil {
@@ -119,6 +119,41 @@ func LoadFrom[T any](environ map[string]string) (T, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// nameVariables rewrites env's parse errors, which name the Go field, to name
+// the environment variable a user has to fix.
+func nameVariables(t reflect.Type, err error) error {
+	vars := map[string]string{}
+	var walk func(reflect.Type)
+	walk = func(t reflect.Type) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if name, _, _ := strings.Cut(f.Tag.Get("env"), ","); name != "" {
+				vars[f.Name] = name
+			} else if f.Type.Kind() == reflect.Struct {
+				walk(f.Type)
+			}
+		}
+	}
+	if t.Kind() == reflect.Struct {
+		walk(t)
+	}
+	errs := []error{err}
+	var agg env.AggregateError
+	if errors.As(err, &agg) {
+		errs = agg.Errors
+	}
+	out := make([]error, 0, len(errs))
+	for _, e := range errs {
+		var pe env.ParseError
+		if errors.As(e, &pe) && vars[pe.Name] != "" {
+			out = append(out, fmt.Errorf("%s: %w", vars[pe.Name], pe.Err))
+			continue
+		}
+		out = append(out, e)
+	}
+	return errors.Join(out...)
 }
 
 // Masked is what a secret looks like in logs.

@@ -86,14 +86,14 @@ func hashKeyTable(name, key string) *dynamodb.CreateTableInput {
 // idempotent and safe to run from several processes at once. An emulator that
 // lacks the TTL API gets a warning, not a failure.
 func Ensure(ctx context.Context, db *dynamodb.Client, q *sqs.Client, spec Spec, log *zap.Logger) (Provisioned, error) {
-	if err := ensureTable(ctx, db, LedgerTableInput(spec.LedgerTable), log); err != nil {
+	if err := EnsureTable(ctx, db, LedgerTableInput(spec.LedgerTable), log); err != nil {
 		return Provisioned{}, err
 	}
 	if err := ensureTTL(ctx, db, spec.LedgerTable, ledger.AttrExpiresAt, log); err != nil {
 		return Provisioned{}, err
 	}
 	if spec.MessagesTable != "" {
-		if err := ensureTable(ctx, db, MessagesTableInput(spec.MessagesTable), log); err != nil {
+		if err := EnsureTable(ctx, db, MessagesTableInput(spec.MessagesTable), log); err != nil {
 			return Provisioned{}, err
 		}
 	}
@@ -137,7 +137,8 @@ func Ensure(ctx context.Context, db *dynamodb.Client, q *sqs.Client, spec Spec, 
 	return Provisioned{QueueURL: queueURL, DLQURL: dlqURL}, nil
 }
 
-func ensureTable(ctx context.Context, db *dynamodb.Client, in *dynamodb.CreateTableInput, log *zap.Logger) error {
+// EnsureTable creates the table unless it exists and waits until it is active.
+func EnsureTable(ctx context.Context, db *dynamodb.Client, in *dynamodb.CreateTableInput, log *zap.Logger) error {
 	name := aws.ToString(in.TableName)
 	_, err := db.CreateTable(ctx, in)
 	var inUse *dbtypes.ResourceInUseException
