@@ -47,6 +47,7 @@ const (
 	AttrAttempt    = "attempt"
 	AttrReceivedAt = "received_at" // epoch ms
 	AttrDoneAt     = "done_at"     // epoch ms
+	AttrDoneBy     = "done_by"     // owner#attempt of the claim that completed or failed it
 	AttrError      = "error"
 	AttrExpiresAt  = "expires_at" // epoch seconds, the table's TTL attribute
 )
@@ -98,6 +99,7 @@ type Item struct {
 	Attempt    int
 	ReceivedAt time.Time
 	DoneAt     time.Time
+	DoneBy     string
 	Error      string
 	ExpiresAt  time.Time
 }
@@ -191,7 +193,8 @@ func (s *Store) expiresAt(now time.Time) types.AttributeValue {
 	return num(now.Add(s.opts.TTL).Unix())
 }
 
-// Acquire records a new event as `received`. ErrExists when the key has an item.
+// Acquire records a new event as `received`. ErrExists when the key has an item;
+// the receipt returned with it holds the stamp that was tried.
 func (s *Store) Acquire(ctx context.Context, key string) (Receipt, error) {
 	now := s.opts.Now()
 	r := Receipt{Key: key, ReceivedAt: now.UnixMilli()}
@@ -207,7 +210,9 @@ func (s *Store) Acquire(ctx context.Context, key string) (Receipt, error) {
 		ExpressionAttributeNames: map[string]string{"#pk": AttrPK},
 	})
 	if awserr.ConditionFailed(err) {
-		return Receipt{}, fmt.Errorf("acquire %s: %w", key, ErrExists)
+		// r still carries the stamp this call tried to write: Admit uses it to
+		// recognise an SDK retry whose first attempt landed.
+		return r, fmt.Errorf("acquire %s: %w", key, ErrExists)
 	}
 	if err != nil {
 		return Receipt{}, fmt.Errorf("acquire %s: %w", key, err)
@@ -352,6 +357,12 @@ func (s *Store) Admit(ctx context.Context, key string) (Admission, error) {
 		if item.State != StateReceived {
 			return Admission{Duplicate: true, State: item.State}, nil
 		}
+		if item.ReceivedAt.UnixMilli() == r.ReceivedAt {
+			// Our own put landed and the SDK's retry of it failed the condition.
+			// (Another request stamping the same millisecond would be taken for
+			// us too; that costs at most a second send, which the claim absorbs.)
+			return Admission{Receipt: &r}, nil
+		}
 		now := s.opts.Now()
 		if now.Sub(item.ReceivedAt) >= s.opts.ResendWindow {
 			r, err := s.TakeOver(ctx, key, item.ReceivedAt.UnixMilli())
@@ -422,6 +433,10 @@ func (s *Store) Claim(ctx context.Context, key, owner string, lease time.Duratio
 		if err != nil {
 			return Claim{}, fmt.Errorf("claim %s: %w", key, err)
 		}
+		if item.State == StateProcessing && item.Owner == owner && item.LeaseUntil.UnixMilli() == until.UnixMilli() {
+			// Our own update landed and the SDK's retry of it failed the condition.
+			return Claim{Key: key, Owner: owner, Attempt: item.Attempt, LeaseUntil: until}, nil
+		}
 		switch item.State {
 		case StateDone, StateFailed:
 			return Claim{}, fmt.Errorf("claim %s: %w", key, &ClaimRefusedError{Key: key, State: item.State})
@@ -441,7 +456,10 @@ func (s *Store) Claim(ctx context.Context, key, owner string, lease time.Duratio
 // ownedCondition fences a processor's write to the claim it holds.
 const ownedCondition = "#state = :processing AND #owner = :me AND #attempt = :attempt"
 
-func (s *Store) owned(ctx context.Context, op string, c Claim, update string, names map[string]string, vals map[string]types.AttributeValue) error {
+// owned runs a write fenced by c. landed recognises, after a failed condition,
+// that the write is in place already: the SDK retried a request whose first
+// attempt had landed.
+func (s *Store) owned(ctx context.Context, op string, c Claim, update string, names map[string]string, vals map[string]types.AttributeValue, landed func(Item) bool) error {
 	names["#state"], names["#owner"], names["#attempt"] = AttrState, AttrOwner, AttrAttempt
 	vals[":processing"], vals[":me"], vals[":attempt"] = str(string(StateProcessing)), str(c.Owner), num(int64(c.Attempt))
 	_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
@@ -453,6 +471,12 @@ func (s *Store) owned(ctx context.Context, op string, c Claim, update string, na
 		ExpressionAttributeValues: vals,
 	})
 	if awserr.ConditionFailed(err) {
+		if landed != nil {
+			item, gerr := s.Get(ctx, c.Key)
+			if gerr == nil && landed(item) {
+				return nil
+			}
+		}
 		return fmt.Errorf("%s %s: %w", op, c.Key, ErrLeaseLost)
 	}
 	if err != nil {
@@ -461,12 +485,19 @@ func (s *Store) owned(ctx context.Context, op string, c Claim, update string, na
 	return nil
 }
 
+// finisher is the done_by value that proves which claim finished a key.
+func finisher(c Claim) string { return c.Owner + "#" + strconv.Itoa(c.Attempt) }
+
 // Extend renews c's lease. ErrLeaseLost when the claim is no longer c's.
 func (s *Store) Extend(ctx context.Context, c *Claim, lease time.Duration) error {
 	until := s.opts.Now().Add(lease)
 	err := s.owned(ctx, "extend", *c, "SET #lease_until = :until",
 		map[string]string{"#lease_until": AttrLeaseUntil},
-		map[string]types.AttributeValue{":until": num(until.UnixMilli())})
+		map[string]types.AttributeValue{":until": num(until.UnixMilli())},
+		func(it Item) bool {
+			return it.State == StateProcessing && it.Owner == c.Owner && it.Attempt == c.Attempt &&
+				it.LeaseUntil.UnixMilli() == until.UnixMilli()
+		})
 	if err == nil {
 		c.LeaseUntil = until
 	}
@@ -477,19 +508,21 @@ func (s *Store) Extend(ctx context.Context, c *Claim, lease time.Duration) error
 func (s *Store) Complete(ctx context.Context, c Claim) error {
 	now := s.opts.Now()
 	return s.owned(ctx, "complete", c,
-		"SET #state = :done, #done_at = :now, #expires_at = :exp REMOVE #owner, #lease_until",
-		map[string]string{"#done_at": AttrDoneAt, "#expires_at": AttrExpiresAt, "#lease_until": AttrLeaseUntil},
-		map[string]types.AttributeValue{":done": str(string(StateDone)), ":now": num(now.UnixMilli()), ":exp": s.expiresAt(now)})
+		"SET #state = :done, #done_at = :now, #done_by = :by, #expires_at = :exp REMOVE #owner, #lease_until",
+		map[string]string{"#done_at": AttrDoneAt, "#done_by": AttrDoneBy, "#expires_at": AttrExpiresAt, "#lease_until": AttrLeaseUntil},
+		map[string]types.AttributeValue{":done": str(string(StateDone)), ":now": num(now.UnixMilli()), ":by": str(finisher(c)), ":exp": s.expiresAt(now)},
+		func(it Item) bool { return it.State == StateDone && it.DoneBy == finisher(c) })
 }
 
 // Fail marks c's key failed for good, keeping the reason.
 func (s *Store) Fail(ctx context.Context, c Claim, reason string) error {
 	now := s.opts.Now()
 	return s.owned(ctx, "fail", c,
-		"SET #state = :failed, #done_at = :now, #error = :reason, #expires_at = :exp REMOVE #owner, #lease_until",
-		map[string]string{"#done_at": AttrDoneAt, "#error": AttrError, "#expires_at": AttrExpiresAt, "#lease_until": AttrLeaseUntil},
-		map[string]types.AttributeValue{":failed": str(string(StateFailed)), ":now": num(now.UnixMilli()),
-			":reason": str(reason), ":exp": s.expiresAt(now)})
+		"SET #state = :failed, #done_at = :now, #done_by = :by, #error = :reason, #expires_at = :exp REMOVE #owner, #lease_until",
+		map[string]string{"#done_at": AttrDoneAt, "#done_by": AttrDoneBy, "#error": AttrError, "#expires_at": AttrExpiresAt, "#lease_until": AttrLeaseUntil},
+		map[string]types.AttributeValue{":failed": str(string(StateFailed)), ":now": num(now.UnixMilli()), ":by": str(finisher(c)),
+			":reason": str(reason), ":exp": s.expiresAt(now)},
+		func(it Item) bool { return it.State == StateFailed && it.DoneBy == finisher(c) })
 }
 
 // GiveBack returns c's key to `queued` so any processor may claim it at once.
@@ -502,7 +535,9 @@ func (s *Store) GiveBack(ctx context.Context, c Claim, reason string) error {
 		names["#error"] = AttrError
 		vals[":reason"] = str(reason)
 	}
-	return s.owned(ctx, "give back", c, update, names, vals)
+	// A landed give-back cannot be told from another processor's: report the
+	// lease lost, which costs only a later redelivery.
+	return s.owned(ctx, "give back", c, update, names, vals, nil)
 }
 
 func str(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }
@@ -520,6 +555,7 @@ func decodeItem(av map[string]types.AttributeValue) Item {
 		Attempt:    int(getN(av, AttrAttempt)),
 		ReceivedAt: msTime(getN(av, AttrReceivedAt)),
 		DoneAt:     msTime(getN(av, AttrDoneAt)),
+		DoneBy:     getS(av, AttrDoneBy),
 		Error:      getS(av, AttrError),
 		ExpiresAt:  secTime(getN(av, AttrExpiresAt)),
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"go.uber.org/zap"
 
 	"github.com/wahook/wahook/shared/awstest"
@@ -213,8 +214,12 @@ func TestClaimLeases(t *testing.T) {
 	if !errors.As(err, &refused) || !refused.Finished() || refused.State != ledger.StateDone {
 		t.Fatalf("claim of done: %v, want finished refusal", err)
 	}
-	if err := s.Complete(ctx, second); !errors.Is(err, ledger.ErrLeaseLost) {
-		t.Fatalf("second complete: %v, want ErrLeaseLost", err)
+	// Completing again with the same claim is idempotent; with the old one it is not.
+	if err := s.Complete(ctx, second); err != nil {
+		t.Fatalf("repeated complete by the finisher: %v, want nil", err)
+	}
+	if err := s.Complete(ctx, first); !errors.Is(err, ledger.ErrLeaseLost) {
+		t.Fatalf("complete by the fenced-out claim after done: %v, want ErrLeaseLost", err)
 	}
 }
 
@@ -438,5 +443,59 @@ func TestEnsureIsIdempotent(t *testing.T) {
 	dlq, err := resources.DeadLetterURL(ctx, cl.SQS, urls[0].QueueURL)
 	if err != nil || dlq != urls[0].DLQURL {
 		t.Fatalf("dlq from redrive policy = %q %v, want %q", dlq, err, urls[0].DLQURL)
+	}
+}
+
+// doubleSender sends every conditional write twice and answers with the second
+// result, as the SDK does when it retries a request whose first attempt landed
+// but whose answer was lost.
+type doubleSender struct{ ledger.DB }
+
+func (d doubleSender) PutItem(ctx context.Context, in *dynamodb.PutItemInput, o ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	if _, err := d.DB.PutItem(ctx, in, o...); err != nil {
+		return nil, err
+	}
+	return d.DB.PutItem(ctx, in, o...)
+}
+
+func (d doubleSender) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, o ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	if _, err := d.DB.UpdateItem(ctx, in, o...); err != nil {
+		return nil, err
+	}
+	return d.DB.UpdateItem(ctx, in, o...)
+}
+
+func TestRetriedWritesThatLandedAreOurs(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	plain, _ := newStore(t, ledger.Options{})
+	cl, err := emu.Clients(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ledger.New(doubleSender{cl.DynamoDB}, plain.Table(), ledger.Options{InFlightWait: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := s.Admit(ctx, "msg#retried")
+	if err != nil || a.Receipt == nil {
+		t.Fatalf("admit whose retry failed the condition: %+v %v, want our receipt", a, err)
+	}
+	c, err := s.Claim(ctx, "msg#retried", "p", time.Minute)
+	if err != nil || c.Attempt != 1 {
+		t.Fatalf("claim whose retry failed the condition: %+v %v", c, err)
+	}
+	if err := s.Extend(ctx, &c, 2*time.Minute); err != nil {
+		t.Fatalf("extend: %v", err)
+	}
+	if err := s.Complete(ctx, c); err != nil {
+		t.Fatalf("complete: %v", err)
+	}
+	mustState(t, plain, "msg#retried", ledger.StateDone)
+	// Another claim's completion is still refused.
+	other := c
+	other.Owner = "q"
+	if err := s.Complete(ctx, other); !errors.Is(err, ledger.ErrLeaseLost) {
+		t.Fatalf("complete by another: %v, want ErrLeaseLost", err)
 	}
 }

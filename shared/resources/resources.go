@@ -17,9 +17,9 @@ import (
 	dbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
-	"github.com/aws/smithy-go"
 	"go.uber.org/zap"
 
+	"github.com/wahook/wahook/shared/awsclient"
 	"github.com/wahook/wahook/shared/config"
 	"github.com/wahook/wahook/shared/ledger"
 )
@@ -160,7 +160,7 @@ func EnsureTable(ctx context.Context, db *dynamodb.Client, in *dynamodb.CreateTa
 
 func ensureTTL(ctx context.Context, db *dynamodb.Client, table, attr string, log *zap.Logger) error {
 	desc, err := db.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(table)})
-	if unsupported(err) {
+	if awsclient.IsUnknownOperation(err) {
 		log.Warn("this DynamoDB endpoint does not support TTL; ledger items will not expire",
 			zap.String("table", table), zap.Error(err))
 		return nil
@@ -179,7 +179,7 @@ func ensureTTL(ctx context.Context, db *dynamodb.Client, table, attr string, log
 			Enabled:       aws.Bool(true),
 		},
 	})
-	if unsupported(err) {
+	if awsclient.IsUnknownOperation(err) {
 		log.Warn("this DynamoDB endpoint does not support TTL; ledger items will not expire",
 			zap.String("table", table), zap.Error(err))
 		return nil
@@ -188,21 +188,6 @@ func ensureTTL(ctx context.Context, db *dynamodb.Client, table, attr string, log
 		return fmt.Errorf("enable TTL on %s: %w", table, err)
 	}
 	return nil
-}
-
-// unsupported recognises an endpoint that does not implement an operation (an
-// emulator): an unknown-operation error code, or a 400/404/501 without a
-// DynamoDB error type.
-func unsupported(err error) bool {
-	var apiErr smithy.APIError
-	if !errors.As(err, &apiErr) {
-		return false
-	}
-	switch apiErr.ErrorCode() {
-	case "UnknownOperationException", "UnrecognizedClientException", "NotImplemented", "InvalidAction":
-		return true
-	}
-	return false
 }
 
 func ensureQueue(ctx context.Context, q *sqs.Client, name string, attrs map[string]string, log *zap.Logger) (string, error) {
