@@ -14,6 +14,7 @@ package ledger
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"strconv"
@@ -49,7 +50,8 @@ const (
 	AttrDoneAt     = "done_at"     // epoch ms
 	AttrDoneBy     = "done_by"     // owner#attempt of the claim that completed or failed it
 	AttrError      = "error"
-	AttrExpiresAt  = "expires_at" // epoch seconds, the table's TTL attribute
+	AttrExpiresAt  = "expires_at"  // epoch seconds, the table's TTL attribute
+	AttrClaimToken = "claim_token" // random per Claim call: tells a landed retry from another claim
 )
 
 // Errors callers decide on with errors.Is / errors.As.
@@ -100,6 +102,7 @@ type Item struct {
 	ReceivedAt time.Time
 	DoneAt     time.Time
 	DoneBy     string
+	ClaimToken string
 	Error      string
 	ExpiresAt  time.Time
 }
@@ -394,17 +397,19 @@ func (s *Store) Claim(ctx context.Context, key, owner string, lease time.Duratio
 	for range 3 {
 		now := s.opts.Now()
 		until := now.Add(lease)
+		token := rand.Text()
 		out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 			TableName: &s.table,
 			Key:       s.key(key),
 			UpdateExpression: aws.String("SET #state = :processing, #owner = :me, #lease_until = :until, " +
 				"#attempt = if_not_exists(#attempt, :zero) + :one, #received_at = if_not_exists(#received_at, :now), " +
-				"#expires_at = :exp"),
+				"#expires_at = :exp, #token = :token"),
 			ConditionExpression: aws.String("attribute_not_exists(#pk) OR #state IN (:received, :queued) " +
 				"OR (#state = :processing AND #lease_until < :now)"),
 			ExpressionAttributeNames: map[string]string{
 				"#pk": AttrPK, "#state": AttrState, "#owner": AttrOwner, "#lease_until": AttrLeaseUntil,
 				"#attempt": AttrAttempt, "#received_at": AttrReceivedAt, "#expires_at": AttrExpiresAt,
+				"#token": AttrClaimToken,
 			},
 			ExpressionAttributeValues: map[string]types.AttributeValue{
 				":processing": str(string(StateProcessing)),
@@ -416,6 +421,7 @@ func (s *Store) Claim(ctx context.Context, key, owner string, lease time.Duratio
 				":zero":       num(0),
 				":one":        num(1),
 				":exp":        s.expiresAt(now),
+				":token":      str(token),
 			},
 			ReturnValues: types.ReturnValueAllNew,
 		})
@@ -433,7 +439,7 @@ func (s *Store) Claim(ctx context.Context, key, owner string, lease time.Duratio
 		if err != nil {
 			return Claim{}, fmt.Errorf("claim %s: %w", key, err)
 		}
-		if item.State == StateProcessing && item.Owner == owner && item.LeaseUntil.UnixMilli() == until.UnixMilli() {
+		if item.State == StateProcessing && item.ClaimToken == token {
 			// Our own update landed and the SDK's retry of it failed the condition.
 			return Claim{Key: key, Owner: owner, Attempt: item.Attempt, LeaseUntil: until}, nil
 		}
@@ -556,6 +562,7 @@ func decodeItem(av map[string]types.AttributeValue) Item {
 		ReceivedAt: msTime(getN(av, AttrReceivedAt)),
 		DoneAt:     msTime(getN(av, AttrDoneAt)),
 		DoneBy:     getS(av, AttrDoneBy),
+		ClaimToken: getS(av, AttrClaimToken),
 		Error:      getS(av, AttrError),
 		ExpiresAt:  secTime(getN(av, AttrExpiresAt)),
 	}
