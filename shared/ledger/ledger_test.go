@@ -499,3 +499,20 @@ func TestRetriedWritesThatLandedAreOurs(t *testing.T) {
 		t.Fatalf("complete by another: %v, want ErrLeaseLost", err)
 	}
 }
+
+// One processor may see the same key twice in one receive batch (a double send);
+// its concurrent claims must still have one winner.
+func TestClaimRaceBySameOwnerHasOneWinner(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t, ledger.Options{})
+	for round := range 5 {
+		key := fmt.Sprintf("msg#same-owner-%d", round)
+		wins, _ := race(50, func(int) error {
+			_, err := s.Claim(context.Background(), key, "host-1-abc-p0", time.Minute)
+			return err
+		})
+		if wins != 1 {
+			t.Fatalf("round %d: %d claims won, want 1", round, wins)
+		}
+	}
+}
