@@ -31,7 +31,9 @@ const MessagesKey = "wamid"
 type Spec struct {
 	LedgerTable   string
 	MessagesTable string
-	QueueName     string
+	// AuditTable is the audit handler's table (race tests only); empty means none.
+	AuditTable string
+	QueueName  string
 	DLQName       string
 	// VisibilityTimeout is the queue's default visibility.
 	VisibilityTimeout time.Duration
@@ -68,6 +70,15 @@ func LedgerTableInput(name string) *dynamodb.CreateTableInput {
 	return hashKeyTable(name, ledger.AttrPK)
 }
 
+// AuditKey is the audit table's partition key: the event key.
+const AuditKey = "pk"
+
+// AuditTableInput defines the table the audit handler (a verification aid for
+// race tests) counts invocations in.
+func AuditTableInput(name string) *dynamodb.CreateTableInput {
+	return hashKeyTable(name, AuditKey)
+}
+
 // MessagesTableInput defines the messages table the store handler writes.
 func MessagesTableInput(name string) *dynamodb.CreateTableInput {
 	return hashKeyTable(name, MessagesKey)
@@ -94,6 +105,11 @@ func Ensure(ctx context.Context, db *dynamodb.Client, q *sqs.Client, spec Spec, 
 	}
 	if spec.MessagesTable != "" {
 		if err := EnsureTable(ctx, db, MessagesTableInput(spec.MessagesTable), log); err != nil {
+			return Provisioned{}, err
+		}
+	}
+	if spec.AuditTable != "" {
+		if err := EnsureTable(ctx, db, AuditTableInput(spec.AuditTable), log); err != nil {
 			return Provisioned{}, err
 		}
 	}

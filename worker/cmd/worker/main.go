@@ -1,0 +1,237 @@
+// Command worker long-polls the event queue and handles every event exactly
+// once to completion: claim in the ledger under a lease, run the configured
+// handlers while heartbeating, complete, delete. See DESIGN.md, "Worker".
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+
+	"github.com/wahook/wahook/shared/awsclient"
+	shared "github.com/wahook/wahook/shared/config"
+	"github.com/wahook/wahook/shared/health"
+	"github.com/wahook/wahook/shared/ledger"
+	"github.com/wahook/wahook/shared/logging"
+	"github.com/wahook/wahook/shared/resources"
+	"github.com/wahook/wahook/worker/handlers/audit"
+	"github.com/wahook/wahook/worker/handlers/forward"
+	"github.com/wahook/wahook/worker/handlers/store"
+	"github.com/wahook/wahook/worker/internal/config"
+	"github.com/wahook/wahook/worker/internal/server"
+	"github.com/wahook/wahook/worker/processor"
+)
+
+func main() {
+	// The logger's own settings; run loads and validates the full config.
+	level, format := "info", "json"
+	if c, err := shared.Load[shared.Common](); err == nil {
+		level, format = c.LogLevel, c.LogFormat
+	}
+	log, err := logging.New(level, format)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(1)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err = run(ctx, log)
+	stop()
+	if err != nil {
+		log.Error("worker stopped with an error", zap.Error(err))
+		_ = log.Sync()
+		os.Exit(1)
+	}
+	_ = log.Sync()
+}
+
+// run works until ctx ends (SIGINT/SIGTERM), then shuts down gracefully.
+func run(ctx context.Context, log *zap.Logger) error {
+	cfg, err := shared.Load[config.Config]()
+	if err != nil {
+		return err
+	}
+	log.Info("starting worker", shared.Fields(cfg)...)
+	if cfg.ForwardURL != "" && !slices.Contains(cfg.HandlerNames(), config.HandlerForward) {
+		log.Warn("WAHOOK_FORWARD_URL is set but WAHOOK_HANDLERS does not list forward: nothing is forwarded")
+	}
+
+	startCtx, cancelStart := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancelStart()
+	clients, err := awsclient.New(startCtx, awsclient.Options{})
+	if err != nil {
+		return err
+	}
+	if cfg.AutoProvision {
+		spec := resources.SpecFrom(cfg.Common)
+		spec.AuditTable = cfg.AuditTable
+		if _, err := resources.Ensure(startCtx, clients.DynamoDB, clients.SQS, spec, log); err != nil {
+			return fmt.Errorf("auto-provision: %w", err)
+		}
+	}
+	queueURL, err := resources.QueueURL(startCtx, clients.SQS, cfg.Common)
+	if err != nil {
+		return err
+	}
+	dlqURL, err := resources.DeadLetterURL(startCtx, clients.SQS, queueURL)
+	if err != nil {
+		return fmt.Errorf("dead-letter queue: %w", err)
+	}
+	visibility, lease := cfg.VisibilityTimeout, cfg.LeaseDuration
+	if v, err := queueVisibility(startCtx, clients.SQS, queueURL); err != nil {
+		log.Warn("reading the queue's visibility timeout failed; using WAHOOK_VISIBILITY_TIMEOUT", zap.Error(err))
+	} else if v >= time.Second && v != visibility {
+		// Heartbeats must follow the queue's own setting.
+		log.Warn("the queue's visibility timeout differs from WAHOOK_VISIBILITY_TIMEOUT; using the queue's",
+			zap.Duration("queue", v), zap.Duration("config", visibility))
+		visibility = v
+	}
+	if lease == 0 {
+		lease = visibility
+	}
+	cancelStart()
+
+	ledgerStore, err := ledger.New(clients.DynamoDB, cfg.LedgerTable, ledger.Options{TTL: cfg.ItemTTL})
+	if err != nil {
+		return err
+	}
+	handler, err := buildHandler(cfg, clients)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := processor.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	pool, err := processor.New(processor.Options{
+		QueueURL:          queueURL,
+		DeadLetterURL:     dlqURL,
+		Processors:        cfg.Processors,
+		VisibilityTimeout: visibility,
+		LeaseDuration:     lease,
+		DisableHeartbeat:  !cfg.Heartbeat,
+		HandlerTimeout:    cfg.HandlerTimeout,
+		MaxAttempts:       cfg.MaxAttempts,
+		ShutdownTimeout:   cfg.ShutdownTimeout,
+		ReceiveWait:       cfg.ReceiveWait,
+		RetryBase:         cfg.RetryBase,
+		RetryMax:          cfg.RetryMax,
+		BackendTimeout:    cfg.BackendTimeout,
+		BreakerThreshold:  cfg.BreakerThreshold,
+	}, processor.Deps{Ledger: ledgerStore, Queue: clients.SQS, Handler: handler, Metrics: metrics, Log: log})
+	if err != nil {
+		return err
+	}
+
+	checker := health.NewChecker(2*time.Second, map[string]health.Check{
+		"dynamodb": health.DynamoDB(clients.DynamoDB, cfg.LedgerTable),
+		"sqs":      health.SQS(clients.SQS, queueURL),
+	})
+	srv := &http.Server{
+		Handler:           server.New(checker, pool, reg, log),
+		ReadHeaderTimeout: 5 * time.Second,
+	}
+	ln, err := net.Listen("tcp", cfg.HealthAddr)
+	if err != nil {
+		return fmt.Errorf("health server: %w", err)
+	}
+	log.Info("health server listening", zap.String("addr", ln.Addr().String()))
+	serverErrs := make(chan error, 1)
+	go func() { serverErrs <- srv.Serve(ln) }()
+
+	poolCtx, stopPool := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPool()
+	poolDone := make(chan error, 1)
+	go func() { poolDone <- pool.Run(poolCtx) }()
+
+	var runErr error
+	select {
+	case err := <-serverErrs:
+		runErr = fmt.Errorf("health server: %w", err)
+		serverErrs = nil
+	case err := <-poolDone:
+		runErr = fmt.Errorf("processors stopped unexpectedly: %v", err)
+		poolDone = nil
+	case <-ctx.Done():
+		log.Info("shutdown signal received")
+	}
+
+	stopPool()
+	if poolDone != nil {
+		if err := <-poolDone; err != nil {
+			runErr = errors.Join(runErr, err)
+		}
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("health server shutdown: %w", err))
+	}
+	if serverErrs != nil {
+		if err := <-serverErrs; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			runErr = errors.Join(runErr, fmt.Errorf("health server: %w", err))
+		}
+	}
+	log.Info("worker stopped")
+	return runErr
+}
+
+// queueVisibility reads the queue's default visibility timeout.
+func queueVisibility(ctx context.Context, q *sqs.Client, url string) (time.Duration, error) {
+	out, err := q.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl:       &url,
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameVisibilityTimeout},
+	})
+	if err != nil {
+		return 0, fmt.Errorf("queue attributes of %s: %w", url, err)
+	}
+	secs, err := strconv.Atoi(out.Attributes[string(sqstypes.QueueAttributeNameVisibilityTimeout)])
+	if err != nil {
+		return 0, fmt.Errorf("visibility timeout of %s: %w", url, err)
+	}
+	return time.Duration(secs) * time.Second, nil
+}
+
+// buildHandler chains the configured handlers in order.
+func buildHandler(cfg config.Config, clients *awsclient.Clients) (processor.Handler, error) {
+	var hs []processor.Handler
+	for _, name := range cfg.HandlerNames() {
+		var (
+			h   processor.Handler
+			err error
+		)
+		switch name {
+		case config.HandlerStore:
+			h, err = store.New(clients.DynamoDB, cfg.MessagesTable)
+		case config.HandlerForward:
+			h, err = forward.New(forward.Options{URL: cfg.ForwardURL, Secret: cfg.ForwardSecret, Timeout: cfg.ForwardTimeout})
+		case config.HandlerAudit:
+			h, err = audit.New(clients.DynamoDB, audit.Options{Table: cfg.AuditTable, Delay: cfg.AuditDelay})
+		default:
+			err = fmt.Errorf("unknown handler %q", name)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("handler %s: %w", name, err)
+		}
+		hs = append(hs, h)
+	}
+	if len(hs) == 1 {
+		return hs[0], nil
+	}
+	return processor.Chain(hs...), nil
+}

@@ -1,0 +1,129 @@
+package audit_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"go.uber.org/zap"
+
+	"github.com/wahook/wahook/shared/awstest"
+	"github.com/wahook/wahook/shared/envelope"
+	"github.com/wahook/wahook/shared/resources"
+	"github.com/wahook/wahook/shared/webhook"
+	"github.com/wahook/wahook/worker/handlers/audit"
+	"github.com/wahook/wahook/worker/processor"
+)
+
+var emu *awstest.Emulators
+
+func TestMain(m *testing.M) { awstest.Main(m, &emu) }
+
+func setup(t *testing.T) (*dynamodb.Client, string) {
+	t.Helper()
+	c, err := emu.Clients(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := awstest.UniqueName(t.Name())
+	for range 2 { // idempotent
+		if err := resources.EnsureTable(t.Context(), c.DynamoDB, resources.AuditTableInput(table), zap.NewNop()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c.DynamoDB, table
+}
+
+func event(wamid string, attempt int, pid string) processor.Event {
+	env := envelope.FromEvent(webhook.Event{Key: webhook.MessageKey(wamid), Kind: webhook.KindMessage, WAMID: wamid,
+		Raw: []byte(`{}`)}, time.Now())
+	return processor.Event{Envelope: env, Attempt: attempt, ProcessorID: pid}
+}
+
+func read(t *testing.T, db *dynamodb.Client, table, key string) map[string]types.AttributeValue {
+	t.Helper()
+	out, err := db.GetItem(context.Background(), &dynamodb.GetItemInput{TableName: &table, ConsistentRead: aws.Bool(true),
+		Key: map[string]types.AttributeValue{audit.AttrPK: &types.AttributeValueMemberS{Value: key}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out.Item
+}
+
+func n(av types.AttributeValue) string {
+	if v, ok := av.(*types.AttributeValueMemberN); ok {
+		return v.Value
+	}
+	return "?"
+}
+
+func strMap(av types.AttributeValue) map[string]string {
+	out := map[string]string{}
+	if m, ok := av.(*types.AttributeValueMemberM); ok {
+		for k, v := range m.Value {
+			if s, ok := v.(*types.AttributeValueMemberS); ok {
+				out[k] = s.Value
+			}
+		}
+	}
+	return out
+}
+
+// Concurrent runs of different attempts (a lost lease, a crash) are all
+// counted, each attempt with its processor.
+func TestRecordsEveryInvocation(t *testing.T) {
+	t.Parallel()
+	db, table := setup(t)
+	h, err := audit.New(db, audit.Options{Table: table})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	pids := map[int]string{1: "a-p1", 2: "b-p2", 3: "c-p1"}
+	for attempt, pid := range pids {
+		wg.Go(func() {
+			if err := h.Handle(context.Background(), event("wamid.A", attempt, pid)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	item := read(t, db, table, "msg#wamid.A")
+	if n(item[audit.AttrInvocations]) != "3" || n(item[audit.AttrFinishes]) != "3" {
+		t.Errorf("invocations %s finishes %s, want 3 and 3", n(item[audit.AttrInvocations]), n(item[audit.AttrFinishes]))
+	}
+	for _, attr := range []string{audit.AttrAttempts, audit.AttrFinished} {
+		got := strMap(item[attr])
+		if len(got) != 3 || got["1"] != "a-p1" || got["2"] != "b-p2" || got["3"] != "c-p1" {
+			t.Errorf("%s = %v, want every attempt with its processor", attr, got)
+		}
+	}
+}
+
+// The delay ends early when the context does; the start is recorded, the
+// finish is not.
+func TestDelayHonoursCancellation(t *testing.T) {
+	t.Parallel()
+	db, table := setup(t)
+	h, err := audit.New(db, audit.Options{Table: table, Delay: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancelCause(t.Context())
+	time.AfterFunc(200*time.Millisecond, func() { cancel(processor.ErrShutdown) })
+	began := time.Now()
+	err = h.Handle(ctx, event("wamid.B", 1, "a-p1"))
+	if !errors.Is(err, processor.ErrShutdown) || time.Since(began) > 5*time.Second {
+		t.Errorf("Handle returned %v after %s, want the cancellation cause promptly", err, time.Since(began))
+	}
+	item := read(t, db, table, "msg#wamid.B")
+	if n(item[audit.AttrInvocations]) != "1" || item[audit.AttrFinishes] != nil {
+		t.Errorf("item %v, want one invocation and no finish", item)
+	}
+}

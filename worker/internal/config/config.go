@@ -1,0 +1,141 @@
+// Package config is the worker binary's configuration: the shared settings
+// plus the worker's own, from WAHOOK_* environment variables.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	shared "github.com/wahook/wahook/shared/config"
+)
+
+// Handler names accepted in WAHOOK_HANDLERS.
+const (
+	HandlerStore   = "store"
+	HandlerForward = "forward"
+	HandlerAudit   = "audit"
+)
+
+// Config is the worker's configuration.
+type Config struct {
+	shared.Common
+
+	// Processors is how many processors the process runs.
+	Processors int `env:"WAHOOK_PROCESSORS" envDefault:"4"`
+	// HandlerTimeout bounds one handler run.
+	HandlerTimeout time.Duration `env:"WAHOOK_HANDLER_TIMEOUT" envDefault:"60s"`
+	// LeaseDuration is the ledger lease of a claim; 0 means the visibility timeout.
+	LeaseDuration time.Duration `env:"WAHOOK_LEASE_DURATION" envDefault:"0s"`
+	// Heartbeat renews lease and visibility while a handler runs.
+	Heartbeat bool `env:"WAHOOK_HEARTBEAT" envDefault:"true"`
+	// MaxAttempts is the attempt at which a retryable failure becomes final.
+	MaxAttempts int `env:"WAHOOK_MAX_ATTEMPTS" envDefault:"5"`
+	// ShutdownTimeout is how long in-flight handlers may finish after SIGTERM
+	// (under ECS's 30 s stop timeout).
+	ShutdownTimeout time.Duration `env:"WAHOOK_SHUTDOWN_TIMEOUT" envDefault:"25s"`
+	// ReceiveWait is the long-poll wait (0s..20s).
+	ReceiveWait time.Duration `env:"WAHOOK_RECEIVE_WAIT" envDefault:"20s"`
+	// RetryBase and RetryMax shape a retryable event's backoff.
+	RetryBase time.Duration `env:"WAHOOK_RETRY_BASE" envDefault:"1s"`
+	RetryMax  time.Duration `env:"WAHOOK_RETRY_MAX" envDefault:"5m"`
+	// BreakerThreshold is how many consecutive transient ledger failures stop
+	// receiving.
+	BreakerThreshold int `env:"WAHOOK_BREAKER_THRESHOLD" envDefault:"5"`
+	// HealthAddr is the health and metrics server's address.
+	HealthAddr string `env:"WAHOOK_HEALTH_ADDR" envDefault:":8081"`
+
+	// Handlers run in order for every event.
+	Handlers []string `env:"WAHOOK_HANDLERS" envDefault:"store" envSeparator:","`
+	// ForwardURL is where the forward handler POSTs events.
+	ForwardURL string `env:"WAHOOK_FORWARD_URL"`
+	// ForwardSecret signs forwarded bodies (HMAC-SHA256).
+	ForwardSecret  string        `env:"WAHOOK_FORWARD_SECRET" secret:"true"`
+	ForwardTimeout time.Duration `env:"WAHOOK_FORWARD_TIMEOUT" envDefault:"10s"`
+	// AuditTable and AuditDelay configure the audit handler (tests only).
+	AuditTable string        `env:"WAHOOK_AUDIT_TABLE"`
+	AuditDelay time.Duration `env:"WAHOOK_AUDIT_DELAY" envDefault:"0s"`
+}
+
+// HandlerNames are the configured handlers, trimmed, empty entries dropped.
+func (c Config) HandlerNames() []string {
+	var names []string
+	for _, n := range c.Handlers {
+		if n = strings.TrimSpace(n); n != "" {
+			names = append(names, n)
+		}
+	}
+	return names
+}
+
+// Validate checks the settings; errors name the variable.
+func (c Config) Validate() error {
+	errs := []error{c.Common.Validate()}
+	if c.Processors < 1 || c.Processors > 256 {
+		errs = append(errs, fmt.Errorf("WAHOOK_PROCESSORS: %d is outside 1..256", c.Processors))
+	}
+	if c.HandlerTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("WAHOOK_HANDLER_TIMEOUT: %s must be positive", c.HandlerTimeout))
+	}
+	if c.LeaseDuration < 0 {
+		errs = append(errs, fmt.Errorf("WAHOOK_LEASE_DURATION: %s must not be negative", c.LeaseDuration))
+	} else if c.LeaseDuration > 0 && c.LeaseDuration < time.Second {
+		errs = append(errs, fmt.Errorf("WAHOOK_LEASE_DURATION: %s is under 1s", c.LeaseDuration))
+	}
+	if c.MaxAttempts < 1 {
+		errs = append(errs, fmt.Errorf("WAHOOK_MAX_ATTEMPTS: %d must be at least 1", c.MaxAttempts))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("WAHOOK_SHUTDOWN_TIMEOUT: %s must be positive", c.ShutdownTimeout))
+	}
+	if c.ReceiveWait < 0 || c.ReceiveWait > 20*time.Second {
+		errs = append(errs, fmt.Errorf("WAHOOK_RECEIVE_WAIT: %s is outside 0s..20s", c.ReceiveWait))
+	}
+	if c.RetryBase <= 0 || c.RetryMax < c.RetryBase {
+		errs = append(errs, fmt.Errorf("WAHOOK_RETRY_BASE, WAHOOK_RETRY_MAX: want 0 < base (%s) <= max (%s)", c.RetryBase, c.RetryMax))
+	}
+	if c.BreakerThreshold < 1 {
+		errs = append(errs, fmt.Errorf("WAHOOK_BREAKER_THRESHOLD: %d must be at least 1", c.BreakerThreshold))
+	}
+	if c.HealthAddr == "" {
+		errs = append(errs, errors.New("WAHOOK_HEALTH_ADDR: must not be empty"))
+	}
+	names := c.HandlerNames()
+	if len(names) == 0 {
+		errs = append(errs, errors.New("WAHOOK_HANDLERS: no handler configured"))
+	}
+	for i, n := range names {
+		switch n {
+		case HandlerStore:
+			if c.MessagesTable == "" {
+				errs = append(errs, errors.New("WAHOOK_MESSAGES_TABLE: required by the store handler"))
+			}
+		case HandlerForward:
+			if u, err := url.Parse(c.ForwardURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				errs = append(errs, errors.New("WAHOOK_FORWARD_URL: the forward handler needs an absolute http(s) URL"))
+			}
+			if c.ForwardSecret == "" {
+				errs = append(errs, errors.New("WAHOOK_FORWARD_SECRET: required by the forward handler"))
+			}
+			if c.ForwardTimeout <= 0 {
+				errs = append(errs, fmt.Errorf("WAHOOK_FORWARD_TIMEOUT: %s must be positive", c.ForwardTimeout))
+			}
+		case HandlerAudit:
+			if c.AuditTable == "" {
+				errs = append(errs, errors.New("WAHOOK_AUDIT_TABLE: required by the audit handler"))
+			}
+			if c.AuditDelay < 0 {
+				errs = append(errs, fmt.Errorf("WAHOOK_AUDIT_DELAY: %s must not be negative", c.AuditDelay))
+			}
+		default:
+			errs = append(errs, fmt.Errorf("WAHOOK_HANDLERS: unknown handler %q (want store, forward, audit)", n))
+		}
+		if slices.Index(names, n) != i {
+			errs = append(errs, fmt.Errorf("WAHOOK_HANDLERS: %q listed twice", n))
+		}
+	}
+	return errors.Join(errs...)
+}

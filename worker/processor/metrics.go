@@ -1,0 +1,91 @@
+package processor
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Results an event's handling ends in (the "result" label of
+// wahook_worker_events_total).
+const (
+	// ResultDone: handled and completed.
+	ResultDone = "done"
+	// ResultRetry: the handler failed retryably; given back with a backoff.
+	ResultRetry = "retry"
+	// ResultFailed: failed for good (permanent error or attempts exhausted);
+	// in the dead-letter queue.
+	ResultFailed = "failed"
+	// ResultPoison: the message body was not an envelope; in the dead-letter queue.
+	ResultPoison = "poison"
+	// ResultDuplicate: the event was already done or failed; message deleted.
+	ResultDuplicate = "duplicate"
+	// ResultConflict: another processor holds a live lease; message left.
+	ResultConflict = "conflict"
+	// ResultLeaseLost: the claim was taken over while the handler ran.
+	ResultLeaseLost = "lease_lost"
+	// ResultShutdown: cancelled by a shutdown and given back.
+	ResultShutdown = "shutdown"
+	// ResultBackendError: the ledger or queue failed; message left to reappear.
+	ResultBackendError = "backend_error"
+)
+
+// Metrics are the processors' Prometheus metrics.
+type Metrics struct {
+	events          *prometheus.CounterVec
+	duplicates      prometheus.Counter
+	claimConflicts  prometheus.Counter
+	leasesLost      prometheus.Counter
+	heartbeats      *prometheus.CounterVec
+	handlerDuration *prometheus.HistogramVec
+	inFlight        prometheus.Gauge
+	breakerOpen     prometheus.Gauge
+	received        prometheus.Counter
+	receiveErrors   prometheus.Counter
+	deadLettered    *prometheus.CounterVec
+	deletes         *prometheus.CounterVec
+	backendErrors   *prometheus.CounterVec
+}
+
+// NewMetrics creates the metrics and registers them on reg (use a private
+// registry, not the global one).
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	const ns, sub = "wahook", "worker"
+	m := &Metrics{
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "events_total",
+			Help: "Events handled, by result (done, retry, failed, poison, duplicate, conflict, lease_lost, shutdown, backend_error)."},
+			[]string{"result"}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "duplicates_total",
+			Help: "Deliveries of events already done or failed (deleted without handling)."}),
+		claimConflicts: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "claim_conflicts_total",
+			Help: "Claims refused because another processor holds a live lease."}),
+		leasesLost: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "leases_lost_total",
+			Help: "Claims found taken over by another processor while the handler ran."}),
+		heartbeats: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "heartbeats_total",
+			Help: "Heartbeats (visibility change and lease extension), by result (ok, error, lease_lost)."}, []string{"result"}),
+		handlerDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "handler_duration_seconds",
+			Help:    "Handler run time, by outcome (ok, error).",
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120}}, []string{"outcome"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "in_flight",
+			Help: "Messages being handled now."}),
+		breakerOpen: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "breaker_open",
+			Help: "1 while the ledger breaker is open (receiving stopped), else 0."}),
+		received: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "messages_received_total",
+			Help: "Messages received from the queue."}),
+		receiveErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "receive_errors_total",
+			Help: "Failed ReceiveMessage calls."}),
+		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "dead_lettered_total",
+			Help: "Messages sent to the dead-letter queue, by reason (poison, failed)."}, []string{"reason"}),
+		deletes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "deletes_total",
+			Help: "Message deletes, by result (ok, error)."}, []string{"result"}),
+		backendErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "backend_errors_total",
+			Help: "Failed ledger and queue calls, by operation."}, []string{"op"}),
+	}
+	for _, c := range []prometheus.Collector{m.events, m.duplicates, m.claimConflicts, m.leasesLost, m.heartbeats,
+		m.handlerDuration, m.inFlight, m.breakerOpen, m.received, m.receiveErrors, m.deadLettered, m.deletes, m.backendErrors} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register worker metrics: %w", err)
+		}
+	}
+	return m, nil
+}

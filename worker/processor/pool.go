@@ -1,0 +1,191 @@
+package processor
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/wahook/wahook/shared/ledger"
+	"github.com/wahook/wahook/shared/logging"
+)
+
+// probeKey is the ledger key the default breaker probe reads; it never exists.
+const probeKey = "wahook#breaker-probe"
+
+// Pool is one process's processors, sharing a ledger breaker.
+type Pool struct {
+	opts    Options
+	deps    Deps
+	log     *zap.Logger
+	metrics *Metrics
+	breaker *breaker
+	procs   []*processor
+	ran     atomic.Bool
+}
+
+// New validates opts, applies defaults and returns a Pool ready to Run.
+func New(opts Options, deps Deps) (*Pool, error) {
+	if deps.Ledger == nil {
+		return nil, errors.New("processor: nil ledger")
+	}
+	if deps.Queue == nil {
+		return nil, errors.New("processor: nil queue")
+	}
+	if deps.Handler == nil {
+		return nil, errors.New("processor: nil handler")
+	}
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	if deps.Log == nil {
+		deps.Log = zap.NewNop()
+	}
+	if deps.Metrics == nil {
+		m, err := NewMetrics(prometheus.NewRegistry())
+		if err != nil {
+			return nil, err
+		}
+		deps.Metrics = m
+	}
+	if deps.Probe == nil {
+		l := deps.Ledger
+		deps.Probe = func(ctx context.Context) error {
+			_, err := l.Get(ctx, probeKey)
+			if errors.Is(err, ledger.ErrNotFound) {
+				return nil
+			}
+			return err
+		}
+	}
+	if opts.IDPrefix == "" {
+		prefix, err := defaultIDPrefix()
+		if err != nil {
+			return nil, err
+		}
+		opts.IDPrefix = prefix
+	}
+	p := &Pool{opts: opts, deps: deps, log: deps.Log, metrics: deps.Metrics}
+	m := deps.Metrics
+	p.breaker = newBreaker(opts.BreakerThreshold, deps.Probe, opts.BreakerProbeMin, opts.BreakerProbeMax,
+		opts.BackendTimeout, deps.Log, func(s BreakerState) {
+			if s == BreakerOpen {
+				m.breakerOpen.Set(1)
+			} else {
+				m.breakerOpen.Set(0)
+			}
+		})
+	for k := 1; k <= opts.Processors; k++ {
+		id := opts.IDPrefix + "-p" + strconv.Itoa(k)
+		p.procs = append(p.procs, &processor{
+			id: id, opts: &p.opts, deps: &p.deps, metrics: m, breaker: p.breaker,
+			log: deps.Log.With(logging.Processor(id)),
+		})
+	}
+	return p, nil
+}
+
+// defaultIDPrefix is "<host>-<pid>-<random>": unique across hosts and restarts.
+func defaultIDPrefix() (string, error) {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "unknown"
+	}
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("processor id: %w", err)
+	}
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:])), nil
+}
+
+// IDs returns the processors' ids.
+func (p *Pool) IDs() []string {
+	ids := make([]string, len(p.procs))
+	for i, pr := range p.procs {
+		ids[i] = pr.id
+	}
+	return ids
+}
+
+// Breaker reports the ledger breaker's state.
+func (p *Pool) Breaker() BreakerState { return p.breaker.State() }
+
+// Status reports every processor's state, for /health/detailed.
+func (p *Pool) Status() []Status {
+	out := make([]Status, len(p.procs))
+	for i, pr := range p.procs {
+		out[i] = pr.status()
+	}
+	return out
+}
+
+// Run runs the processors until ctx ends, then shuts down: receiving stops at
+// once; in-flight handlers may finish within ShutdownTimeout; those still
+// running then are cancelled, their claims given back and their messages made
+// visible again at once; pending deletes are flushed. It returns nil after a
+// shutdown. A Pool runs once.
+func (p *Pool) Run(ctx context.Context) error {
+	if !p.ran.CompareAndSwap(false, true) {
+		return errors.New("processor: pool already run")
+	}
+	// hard outlives ctx by the shutdown grace period: handlers and the writes
+	// that record their results run under it.
+	hard, cancelHard := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancelHard(nil)
+
+	breakerCtx, stopBreaker := context.WithCancel(hard)
+	var breakerDone sync.WaitGroup
+	breakerDone.Go(func() { p.breaker.run(breakerCtx) })
+	defer func() {
+		stopBreaker()
+		breakerDone.Wait()
+	}()
+
+	var procs sync.WaitGroup
+	for _, pr := range p.procs {
+		procs.Go(func() { pr.run(ctx, hard) })
+	}
+	done := make(chan struct{})
+	go func() {
+		procs.Wait()
+		close(done)
+	}()
+	p.log.Info("processors running", zap.Strings("processor_ids", p.IDs()))
+
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	p.log.Info("shutting down: receiving stopped, waiting for in-flight handlers",
+		zap.Int64("in_flight", p.inFlight()), zap.Duration("timeout", p.opts.ShutdownTimeout))
+	grace := time.NewTimer(p.opts.ShutdownTimeout)
+	defer grace.Stop()
+	select {
+	case <-done:
+	case <-grace.C:
+		p.log.Warn("shutdown timeout: cancelling in-flight handlers and giving their events back",
+			zap.Int64("in_flight", p.inFlight()))
+		cancelHard(ErrShutdown)
+		<-done
+	}
+	p.log.Info("processors stopped")
+	return nil
+}
+
+func (p *Pool) inFlight() int64 {
+	var n int64
+	for _, pr := range p.procs {
+		n += pr.inFlight.Load()
+	}
+	return n
+}
