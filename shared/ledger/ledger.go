@@ -41,17 +41,18 @@ const (
 
 // Attribute names of a ledger item.
 const (
-	AttrPK         = "pk"
-	AttrState      = "state"
-	AttrOwner      = "owner"
-	AttrLeaseUntil = "lease_until" // epoch ms
-	AttrAttempt    = "attempt"
-	AttrReceivedAt = "received_at" // epoch ms
-	AttrDoneAt     = "done_at"     // epoch ms
-	AttrDoneBy     = "done_by"     // owner#attempt of the claim that completed or failed it
-	AttrError      = "error"
-	AttrExpiresAt  = "expires_at"  // epoch seconds, the table's TTL attribute
-	AttrClaimToken = "claim_token" // random per Claim call: tells a landed retry from another claim
+	AttrPK           = "pk"
+	AttrState        = "state"
+	AttrOwner        = "owner"
+	AttrLeaseUntil   = "lease_until" // epoch ms
+	AttrAttempt      = "attempt"
+	AttrReceivedAt   = "received_at" // epoch ms
+	AttrDoneAt       = "done_at"     // epoch ms
+	AttrDoneBy       = "done_by"     // owner#attempt of the claim that completed or failed it
+	AttrError        = "error"
+	AttrExpiresAt    = "expires_at"    // epoch seconds, the table's TTL attribute
+	AttrClaimToken   = "claim_token"   // random per Claim call: tells a landed retry from another claim
+	AttrReceiptToken = "receipt_token" // random per Acquire/TakeOver call: whose `received` item this is
 )
 
 // Errors callers decide on with errors.Is / errors.As.
@@ -94,17 +95,18 @@ func (e *ClaimRefusedError) Finished() bool {
 
 // Item is a ledger item as read.
 type Item struct {
-	Key        string
-	State      State
-	Owner      string
-	LeaseUntil time.Time
-	Attempt    int
-	ReceivedAt time.Time
-	DoneAt     time.Time
-	DoneBy     string
-	ClaimToken string
-	Error      string
-	ExpiresAt  time.Time
+	Key          string
+	State        State
+	Owner        string
+	LeaseUntil   time.Time
+	Attempt      int
+	ReceivedAt   time.Time
+	DoneAt       time.Time
+	DoneBy       string
+	ClaimToken   string
+	ReceiptToken string
+	Error        string
+	ExpiresAt    time.Time
 }
 
 // Receipt proves which Acquire or TakeOver wrote the current `received` item, so
@@ -112,6 +114,7 @@ type Item struct {
 type Receipt struct {
 	Key        string
 	ReceivedAt int64 // epoch ms, as stored
+	Token      string
 	// TakenOver is true when the item was taken over from a stale `received` item.
 	TakenOver bool
 }
@@ -200,14 +203,15 @@ func (s *Store) expiresAt(now time.Time) types.AttributeValue {
 // the receipt returned with it holds the stamp that was tried.
 func (s *Store) Acquire(ctx context.Context, key string) (Receipt, error) {
 	now := s.opts.Now()
-	r := Receipt{Key: key, ReceivedAt: now.UnixMilli()}
+	r := Receipt{Key: key, ReceivedAt: now.UnixMilli(), Token: rand.Text()}
 	_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName: &s.table,
 		Item: map[string]types.AttributeValue{
-			AttrPK:         str(key),
-			AttrState:      str(string(StateReceived)),
-			AttrReceivedAt: num(r.ReceivedAt),
-			AttrExpiresAt:  s.expiresAt(now),
+			AttrPK:           str(key),
+			AttrState:        str(string(StateReceived)),
+			AttrReceivedAt:   num(r.ReceivedAt),
+			AttrReceiptToken: str(r.Token),
+			AttrExpiresAt:    s.expiresAt(now),
 		},
 		ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
 		ExpressionAttributeNames: map[string]string{"#pk": AttrPK},
@@ -224,16 +228,17 @@ func (s *Store) Acquire(ctx context.Context, key string) (Receipt, error) {
 }
 
 // receiptCondition fences a write to the `received` item r wrote.
-const receiptCondition = "#state = :received AND #received_at = :mine"
+const receiptCondition = "#state = :received AND #received_at = :mine AND #receipt_token = :token"
 
 func receiptValues(r Receipt) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{
 		":received": str(string(StateReceived)),
 		":mine":     num(r.ReceivedAt),
+		":token":    str(r.Token),
 	}
 }
 
-var receiptNames = map[string]string{"#state": AttrState, "#received_at": AttrReceivedAt}
+var receiptNames = map[string]string{"#state": AttrState, "#received_at": AttrReceivedAt, "#receipt_token": AttrReceiptToken}
 
 // MarkQueued moves r's item to `queued` after its SQS send succeeded. It reports
 // false when the item had already moved on (a processor claimed it first, or a
@@ -286,16 +291,18 @@ func (s *Store) TakeOver(ctx context.Context, key string, seen int64) (Receipt, 
 	// The new stamp must differ from the old so the crashed writer, should it wake,
 	// can no longer mark or release the item.
 	stamp := max(now.UnixMilli(), seen+1)
+	token := rand.Text()
 	_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName: &s.table,
 		Item: map[string]types.AttributeValue{
-			AttrPK:         str(key),
-			AttrState:      str(string(StateReceived)),
-			AttrReceivedAt: num(stamp),
-			AttrExpiresAt:  s.expiresAt(now),
+			AttrPK:           str(key),
+			AttrState:        str(string(StateReceived)),
+			AttrReceivedAt:   num(stamp),
+			AttrReceiptToken: str(token),
+			AttrExpiresAt:    s.expiresAt(now),
 		},
 		ConditionExpression:       aws.String("#state = :received AND #received_at = :seen"),
-		ExpressionAttributeNames:  receiptNames,
+		ExpressionAttributeNames:  map[string]string{"#state": AttrState, "#received_at": AttrReceivedAt},
 		ExpressionAttributeValues: map[string]types.AttributeValue{":received": str(string(StateReceived)), ":seen": num(seen)},
 	})
 	if awserr.ConditionFailed(err) {
@@ -304,7 +311,7 @@ func (s *Store) TakeOver(ctx context.Context, key string, seen int64) (Receipt, 
 	if err != nil {
 		return Receipt{}, fmt.Errorf("take over %s: %w", key, err)
 	}
-	return Receipt{Key: key, ReceivedAt: stamp, TakenOver: true}, nil
+	return Receipt{Key: key, ReceivedAt: stamp, Token: token, TakenOver: true}, nil
 }
 
 // Get reads the key's item. ErrNotFound when there is none.
@@ -360,7 +367,7 @@ func (s *Store) Admit(ctx context.Context, key string) (Admission, error) {
 		if item.State != StateReceived {
 			return Admission{Duplicate: true, State: item.State}, nil
 		}
-		if item.ReceivedAt.UnixMilli() == r.ReceivedAt {
+		if item.ReceiptToken == r.Token {
 			// Our own put landed and the SDK's retry of it failed the condition.
 			// (Another request stamping the same millisecond would be taken for
 			// us too; that costs at most a second send, which the claim absorbs.)
@@ -554,17 +561,18 @@ func num(n int64) types.AttributeValue {
 
 func decodeItem(av map[string]types.AttributeValue) Item {
 	return Item{
-		Key:        getS(av, AttrPK),
-		State:      State(getS(av, AttrState)),
-		Owner:      getS(av, AttrOwner),
-		LeaseUntil: msTime(getN(av, AttrLeaseUntil)),
-		Attempt:    int(getN(av, AttrAttempt)),
-		ReceivedAt: msTime(getN(av, AttrReceivedAt)),
-		DoneAt:     msTime(getN(av, AttrDoneAt)),
-		DoneBy:     getS(av, AttrDoneBy),
-		ClaimToken: getS(av, AttrClaimToken),
-		Error:      getS(av, AttrError),
-		ExpiresAt:  secTime(getN(av, AttrExpiresAt)),
+		Key:          getS(av, AttrPK),
+		State:        State(getS(av, AttrState)),
+		Owner:        getS(av, AttrOwner),
+		LeaseUntil:   msTime(getN(av, AttrLeaseUntil)),
+		Attempt:      int(getN(av, AttrAttempt)),
+		ReceivedAt:   msTime(getN(av, AttrReceivedAt)),
+		DoneAt:       msTime(getN(av, AttrDoneAt)),
+		DoneBy:       getS(av, AttrDoneBy),
+		ClaimToken:   getS(av, AttrClaimToken),
+		ReceiptToken: getS(av, AttrReceiptToken),
+		Error:        getS(av, AttrError),
+		ExpiresAt:    secTime(getN(av, AttrExpiresAt)),
 	}
 }
 

@@ -34,7 +34,7 @@ type Spec struct {
 	// AuditTable is the audit handler's table (race tests only); empty means none.
 	AuditTable string
 	QueueName  string
-	DLQName       string
+	DLQName    string
 	// VisibilityTimeout is the queue's default visibility.
 	VisibilityTimeout time.Duration
 	// MaxReceiveCount is the redrive policy's limit.

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/wahook/wahook/shared/config"
+)
+
+// Config is ingest's configuration, from the environment.
+type Config struct {
+	config.Common
+
+	// HTTPAddr is where the HTTP server listens.
+	HTTPAddr string `env:"WAHOOK_HTTP_ADDR" envDefault:":8080"`
+	// AppSecret keys Meta's X-Hub-Signature-256. Required unless
+	// InsecureSkipSignature is set.
+	AppSecret string `env:"WAHOOK_APP_SECRET" secret:"true"`
+	// VerifyToken answers Meta's subscription handshake; empty refuses it.
+	VerifyToken string `env:"WAHOOK_VERIFY_TOKEN" secret:"true"`
+	// InsecureSkipSignature accepts unsigned webhooks: local development only.
+	InsecureSkipSignature bool `env:"WAHOOK_INSECURE_SKIP_SIGNATURE" envDefault:"false"`
+	// BodyLimit is the largest webhook body, in bytes (Meta sends at most 3 MB).
+	BodyLimit int64 `env:"WAHOOK_BODY_LIMIT" envDefault:"4194304"`
+	// SendTimeout bounds one SQS SendMessageBatch call.
+	SendTimeout time.Duration `env:"WAHOOK_SEND_TIMEOUT" envDefault:"5s"`
+	// ResendWindow is the age after which an event left `received` by another
+	// request is taken over and sent again. Longer than SendTimeout, so that a
+	// live request is not overtaken while its send may still succeed.
+	ResendWindow time.Duration `env:"WAHOOK_RESEND_WINDOW" envDefault:"10s"`
+	// InFlightWait is how long a duplicate waits for a sibling request's send
+	// before answering 503 (Meta retries).
+	InFlightWait time.Duration `env:"WAHOOK_INFLIGHT_WAIT" envDefault:"2s"`
+	// AdmitConcurrency is how many ledger or SQS calls one webhook runs at once.
+	AdmitConcurrency int `env:"WAHOOK_ADMIT_CONCURRENCY" envDefault:"16"`
+	// ShutdownTimeout bounds the graceful shutdown: in-flight webhooks finish
+	// within it. Under ECS's 30s stop timeout.
+	ShutdownTimeout time.Duration `env:"WAHOOK_SHUTDOWN_TIMEOUT" envDefault:"20s"`
+}
+
+// Validate checks the settings; errors name the variable.
+func (c Config) Validate() error {
+	errs := []error{c.Common.Validate()}
+	if c.HTTPAddr == "" {
+		errs = append(errs, errors.New("WAHOOK_HTTP_ADDR: must not be empty"))
+	}
+	if c.AppSecret == "" && !c.InsecureSkipSignature {
+		errs = append(errs, errors.New("WAHOOK_APP_SECRET: required to verify X-Hub-Signature-256 "+
+			"(set WAHOOK_INSECURE_SKIP_SIGNATURE=true to accept unsigned webhooks in development)"))
+	}
+	if c.BodyLimit < 1024 {
+		errs = append(errs, fmt.Errorf("WAHOOK_BODY_LIMIT: %d bytes is less than 1024", c.BodyLimit))
+	}
+	if c.SendTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("WAHOOK_SEND_TIMEOUT: %s must be positive", c.SendTimeout))
+	}
+	if c.ResendWindow <= c.SendTimeout {
+		errs = append(errs, fmt.Errorf("WAHOOK_RESEND_WINDOW: %s must be longer than WAHOOK_SEND_TIMEOUT (%s)",
+			c.ResendWindow, c.SendTimeout))
+	}
+	if c.InFlightWait <= 0 {
+		errs = append(errs, fmt.Errorf("WAHOOK_INFLIGHT_WAIT: %s must be positive", c.InFlightWait))
+	}
+	if c.AdmitConcurrency < 1 || c.AdmitConcurrency > 1000 {
+		errs = append(errs, fmt.Errorf("WAHOOK_ADMIT_CONCURRENCY: %d is outside 1..1000", c.AdmitConcurrency))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("WAHOOK_SHUTDOWN_TIMEOUT: %s must be positive", c.ShutdownTimeout))
+	}
+	return errors.Join(errs...)
+}

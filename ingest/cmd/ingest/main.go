@@ -1,0 +1,181 @@
+// Command ingest receives WhatsApp Cloud API webhooks: it verifies them, records
+// every event in the ledger and enqueues it exactly once. See DESIGN.md.
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/wahook/wahook/ingest/internal/deadline"
+	"github.com/wahook/wahook/ingest/internal/metrics"
+	"github.com/wahook/wahook/ingest/internal/pipeline"
+	"github.com/wahook/wahook/ingest/internal/server"
+	"github.com/wahook/wahook/shared/awsclient"
+	"github.com/wahook/wahook/shared/config"
+	"github.com/wahook/wahook/shared/health"
+	"github.com/wahook/wahook/shared/ledger"
+	"github.com/wahook/wahook/shared/logging"
+	"github.com/wahook/wahook/shared/resources"
+)
+
+// HTTP server limits. Reading a 3 MB body from Meta takes far less than
+// readTimeout; writeTimeout is a backstop over the handler's own deadlines;
+// idleTimeout outlives a load balancer's 60s idle timeout.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 30 * time.Second
+	writeTimeout      = 90 * time.Second
+	idleTimeout       = 75 * time.Second
+	provisionTimeout  = 2 * time.Minute
+)
+
+func main() {
+	// The level and format are validated with the rest of the config in run;
+	// an invalid one falls back to the defaults here so that error can be logged.
+	log, err := logging.New(cmp.Or(os.Getenv("WAHOOK_LOG_LEVEL"), "info"), cmp.Or(os.Getenv("WAHOOK_LOG_FORMAT"), "json"))
+	if err != nil {
+		log, _ = logging.New("info", "json")
+	}
+	if err := run(context.Background(), log); err != nil {
+		log.Error("ingest stopped", zap.Error(err))
+		_ = log.Sync()
+		os.Exit(1)
+	}
+	_ = log.Sync()
+}
+
+// run loads the configuration and serves until SIGTERM or SIGINT.
+func run(ctx context.Context, log *zap.Logger) error {
+	cfg, err := config.Load[Config]()
+	if err != nil {
+		return err
+	}
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(stop)
+	return serve(ctx, log, cfg, awsclient.Options{}, stop, nil)
+}
+
+// serve builds the dependencies in order, serves HTTP until a signal arrives on
+// stop (or ctx ends, or the server fails), then shuts down gracefully within
+// cfg.ShutdownTimeout. ready, when set, learns the address listened on.
+func serve(ctx context.Context, log *zap.Logger, cfg Config, awsOpts awsclient.Options, stop <-chan os.Signal, ready func(net.Addr)) error {
+	log.Info("starting ingest", config.Fields(cfg)...)
+	if cfg.InsecureSkipSignature {
+		log.Warn("WAHOOK_INSECURE_SKIP_SIGNATURE=true: webhook signatures are NOT verified; development only")
+	}
+	if cfg.VerifyToken == "" {
+		log.Warn("WAHOOK_VERIFY_TOKEN is not set: Meta's subscription handshake will be refused")
+	}
+
+	clients, err := awsclient.New(ctx, awsOpts)
+	if err != nil {
+		return err
+	}
+	queueURL, err := queue(ctx, log, cfg, clients)
+	if err != nil {
+		return err
+	}
+	store, err := ledger.New(deadline.DynamoDB(clients.DynamoDB, cfg.BackendTimeout), cfg.LedgerTable, ledger.Options{
+		TTL: cfg.ItemTTL, ResendWindow: cfg.ResendWindow, InFlightWait: cfg.InFlightWait,
+	})
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(reg)
+	if err != nil {
+		return err
+	}
+	pipe, err := pipeline.New(store, clients.SQS, m, pipeline.Options{
+		QueueURL: queueURL, SendTimeout: cfg.SendTimeout, BackendTimeout: cfg.BackendTimeout,
+		Concurrency: cfg.AdmitConcurrency,
+	})
+	if err != nil {
+		return err
+	}
+	checker := health.NewChecker(min(cfg.BackendTimeout, 2*time.Second), map[string]health.Check{
+		"dynamodb": health.DynamoDB(clients.DynamoDB, cfg.LedgerTable),
+		"sqs":      health.SQS(clients.SQS, queueURL),
+	})
+	handler, err := server.New(server.Options{
+		AppSecret: cfg.AppSecret, InsecureSkipSignature: cfg.InsecureSkipSignature,
+		VerifyToken: cfg.VerifyToken, BodyLimit: cfg.BodyLimit,
+	}, server.Deps{Processor: pipe, Checker: checker, Metrics: m, Gatherer: reg, Log: log})
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		ErrorLog:          zap.NewStdLog(log.Named("http")),
+	}
+	serverErr := make(chan error, 1)
+	go func() { serverErr <- srv.Serve(ln) }()
+	log.Info("listening", zap.String("addr", ln.Addr().String()), zap.String("queue_url", queueURL))
+	if ready != nil {
+		ready(ln.Addr())
+	}
+
+	select {
+	case err := <-serverErr:
+		return fmt.Errorf("http server: %w", err)
+	case sig := <-stop:
+		log.Info("shutting down", zap.Stringer("signal", sig), zap.Duration("timeout", cfg.ShutdownTimeout))
+	case <-ctx.Done():
+		log.Info("shutting down", zap.Error(ctx.Err()), zap.Duration("timeout", cfg.ShutdownTimeout))
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		_ = srv.Close()
+		<-serverErr
+		return fmt.Errorf("graceful shutdown: %w", err)
+	}
+	if err := <-serverErr; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("http server: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// queue provisions the tables and queues when asked to, and returns the queue URL.
+func queue(ctx context.Context, log *zap.Logger, cfg Config, clients *awsclient.Clients) (string, error) {
+	if cfg.AutoProvision {
+		pctx, cancel := context.WithTimeout(ctx, provisionTimeout)
+		defer cancel()
+		prov, err := resources.Ensure(pctx, clients.DynamoDB, clients.SQS, resources.SpecFrom(cfg.Common), log)
+		if err != nil {
+			return "", fmt.Errorf("auto-provision: %w", err)
+		}
+		if cfg.QueueURL != "" && !strings.EqualFold(cfg.QueueURL, prov.QueueURL) {
+			log.Warn("WAHOOK_QUEUE_URL differs from the provisioned queue; using WAHOOK_QUEUE_URL",
+				zap.String("provisioned", prov.QueueURL))
+			return cfg.QueueURL, nil
+		}
+		return prov.QueueURL, nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, cfg.BackendTimeout)
+	defer cancel()
+	return resources.QueueURL(rctx, clients.SQS, cfg.Common)
+}

@@ -1,0 +1,110 @@
+// Package metrics holds ingest's Prometheus collectors, registered on a registry
+// the caller owns (never the global one).
+package metrics
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Event results, the `result` label of events_total.
+const (
+	ResultQueued    = "queued"
+	ResultDuplicate = "duplicate"
+	ResultRejected  = "rejected"
+	ResultFailed    = "failed"
+)
+
+// Backends, the `backend` label of backend_errors_total.
+const (
+	BackendDynamoDB = "dynamodb"
+	BackendSQS      = "sqs"
+)
+
+// Metrics are ingest's collectors. Safe for concurrent use.
+type Metrics struct {
+	events        *prometheus.CounterVec
+	duplicates    prometheus.Counter
+	metaErrors    prometheus.Counter
+	requests      *prometheus.CounterVec
+	inFlight      prometheus.Gauge
+	latency       *prometheus.HistogramVec
+	backendErrors *prometheus.CounterVec
+}
+
+// New creates the collectors and registers them, with the Go runtime and process
+// collectors, on reg.
+func New(reg prometheus.Registerer) (*Metrics, error) {
+	const ns, sub = "wahook", "ingest"
+	m := &Metrics{
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "events_total",
+			Help: "Webhook events by kind (message, status) and result (queued, duplicate, rejected, failed).",
+		}, []string{"kind", "result"}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "duplicates_total",
+			Help: "Events already known to the ledger (queued, processing, done or failed) when they arrived again.",
+		}),
+		metaErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "webhook_reported_errors_total",
+			Help: "Error objects Meta reported in value.errors.",
+		}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "webhook_requests_total",
+			Help: "Requests to /webhook by method and status code.",
+		}, []string{"method", "code"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "webhook_requests_in_flight",
+			Help: "Requests to /webhook being handled now.",
+		}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "webhook_request_duration_seconds",
+			Help:    "Latency of /webhook requests by method.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 20},
+		}, []string{"method"}),
+		backendErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "backend_errors_total",
+			Help: "Failed DynamoDB and SQS calls by backend and operation.",
+		}, []string{"backend", "operation"}),
+	}
+	for _, c := range []prometheus.Collector{
+		m.events, m.duplicates, m.metaErrors, m.requests, m.inFlight, m.latency, m.backendErrors,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// Event counts one event's result.
+func (m *Metrics) Event(kind, result string) {
+	m.events.WithLabelValues(kind, result).Inc()
+	if result == ResultDuplicate {
+		m.duplicates.Inc()
+	}
+}
+
+// MetaError counts one error object Meta reported in a webhook.
+func (m *Metrics) MetaError() { m.metaErrors.Inc() }
+
+// RequestStarted counts a /webhook request in flight until its RequestDone.
+func (m *Metrics) RequestStarted() { m.inFlight.Inc() }
+
+// RequestDone records one finished /webhook request.
+func (m *Metrics) RequestDone(method string, code int, took time.Duration) {
+	m.inFlight.Dec()
+	m.requests.WithLabelValues(method, strconv.Itoa(code)).Inc()
+	m.latency.WithLabelValues(method).Observe(took.Seconds())
+}
+
+// BackendError counts one failed backend call.
+func (m *Metrics) BackendError(backend, operation string) {
+	m.backendErrors.WithLabelValues(backend, operation).Inc()
+}
