@@ -400,11 +400,19 @@ func (s *Store) Admit(ctx context.Context, key string) (Admission, error) {
 // Claim takes the key for owner with a lease, when it is new to the ledger, not
 // yet claimed, or held under an expired lease. The attempt grows with every claim.
 // Otherwise a *ClaimRefusedError says who holds it or that it is finished.
-func (s *Store) Claim(ctx context.Context, key, owner string, lease time.Duration) (Claim, error) {
+//
+// token identifies this claim of one delivery: every retry of it, the SDK's or
+// the caller's (after a timeout whose write may have landed), passes the same
+// token, so that the ledger recognises its own landed write instead of refusing
+// it as another owner's. Two deliveries of one key must use different tokens.
+// An empty token gets a random one.
+func (s *Store) Claim(ctx context.Context, key, owner, token string, lease time.Duration) (Claim, error) {
+	if token == "" {
+		token = rand.Text()
+	}
 	for range 3 {
 		now := s.opts.Now()
 		until := now.Add(lease)
-		token := rand.Text()
 		out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 			TableName: &s.table,
 			Key:       s.key(key),

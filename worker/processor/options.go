@@ -14,7 +14,7 @@ import (
 
 // Ledger is the part of *ledger.Store the processors use.
 type Ledger interface {
-	Claim(ctx context.Context, key, owner string, lease time.Duration) (ledger.Claim, error)
+	Claim(ctx context.Context, key, owner, token string, lease time.Duration) (ledger.Claim, error)
 	Extend(ctx context.Context, c *ledger.Claim, lease time.Duration) error
 	Complete(ctx context.Context, c ledger.Claim) error
 	Fail(ctx context.Context, c ledger.Claim, reason string) error

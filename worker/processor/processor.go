@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -196,8 +197,11 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message) {
 	}
 
 	var claim ledger.Claim
+	// One token for every retry of this delivery's claim: a retry after a
+	// timeout whose write landed is then recognised as ours, not refused.
+	token := rand.Text()
 	err = pr.retry(hard, "claim", true, func(ctx context.Context) error {
-		c, err := pr.deps.Ledger.Claim(ctx, env.Key, pr.id, pr.opts.LeaseDuration)
+		c, err := pr.deps.Ledger.Claim(ctx, env.Key, pr.id, token, pr.opts.LeaseDuration)
 		claim = c
 		return err
 	})
