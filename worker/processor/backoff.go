@@ -6,7 +6,8 @@ import (
 	"time"
 )
 
-// maxVisibility is SQS's largest visibility timeout.
+// maxVisibility is SQS's largest visibility timeout, counted from the
+// message's receive.
 const maxVisibility = 12 * time.Hour
 
 // backoff returns base × 2^(n-1), at most ceiling, with "equal jitter": a
@@ -26,11 +27,12 @@ func backoff(n int, base, ceiling time.Duration) time.Duration {
 }
 
 // visibilitySeconds turns a delay into a visibility timeout for SQS: whole
-// seconds rounded up, at least minSeconds, at most 12 hours.
-func visibilitySeconds(d time.Duration, minSeconds int32) int32 {
-	d = min(d, maxVisibility)
-	s := int32((d + time.Second - 1) / time.Second)
-	return max(s, minSeconds)
+// seconds rounded up, at least minSeconds, and no later than 12 hours after
+// the receive, sinceReceive ago (SQS refuses more).
+func visibilitySeconds(d, sinceReceive time.Duration, minSeconds int32) int32 {
+	limit := (maxVisibility - sinceReceive) / time.Second // whole seconds, rounded down
+	s := min((max(d, 0)+time.Second-1)/time.Second, limit)
+	return max(int32(s), minSeconds)
 }
 
 // sleep waits d or until ctx ends; it reports whether the full wait passed.

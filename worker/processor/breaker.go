@@ -18,13 +18,19 @@ const (
 	// BreakerOpen: the ledger failed repeatedly; processors stop receiving
 	// while a probe checks, with backoff, whether it answers again.
 	BreakerOpen BreakerState = "open"
+	// BreakerHalfOpen: a probe succeeded; one processor at a time receives one
+	// message, until a ledger call on it answers (closed) or fails (open).
+	BreakerHalfOpen BreakerState = "half-open"
 )
 
 // breaker stops every processor of a process from receiving while the ledger
 // is unreachable, so that messages do not burn their receive counts and land
 // in the dead-letter queue during an outage. It opens after threshold
 // consecutive transient ledger failures; its run loop then probes with backoff
-// and closes it on the first success.
+// and turns it half-open on the first success. A probe is one cheap read: a
+// flapping table may answer it and still fail the next write, so half-open
+// lets a single processor receive a single message; the first ledger answer
+// closes the breaker, a transient failure reopens it at once.
 type breaker struct {
 	threshold          int
 	probe              func(ctx context.Context) error
@@ -35,21 +41,20 @@ type breaker struct {
 
 	mu       sync.Mutex
 	failures int
-	open     bool
-	// closed is closed while the breaker is closed; a fresh channel is made
-	// when it opens, so Wait can block on it.
-	closed chan struct{}
+	state    BreakerState
+	trial    bool // half-open: a processor holds the one receive allowed
+	// changed is closed and replaced whenever state or trial changes, so Wait
+	// can block on it.
+	changed chan struct{}
 	// opened wakes run when the breaker opens.
 	opened chan struct{}
 }
 
 func newBreaker(threshold int, probe func(context.Context) error, probeMin, probeMax, probeTimeout time.Duration,
 	log *zap.Logger, onChange func(BreakerState)) *breaker {
-	closed := make(chan struct{})
-	close(closed)
 	return &breaker{
 		threshold: threshold, probe: probe, probeMin: probeMin, probeMax: probeMax, probeTimeout: probeTimeout,
-		log: log, onChange: onChange, closed: closed, opened: make(chan struct{}, 1),
+		log: log, onChange: onChange, state: BreakerClosed, changed: make(chan struct{}), opened: make(chan struct{}, 1),
 	}
 }
 
@@ -57,66 +62,106 @@ func newBreaker(threshold int, probe func(context.Context) error, probeMin, prob
 func (b *breaker) State() BreakerState {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.open {
-		return BreakerOpen
-	}
-	return BreakerClosed
+	return b.state
 }
 
-// Success records a ledger call that worked.
+// setLocked moves to state s and wakes the waiters. b.mu is held.
+func (b *breaker) setLocked(s BreakerState) {
+	b.state = s
+	b.trial = false
+	b.notifyLocked()
+	b.onChange(s)
+}
+
+func (b *breaker) notifyLocked() {
+	close(b.changed)
+	b.changed = make(chan struct{})
+}
+
+// Success records a ledger call that the ledger answered. Half-open, it
+// closes the breaker.
 func (b *breaker) Success() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if !b.open {
+	switch b.state {
+	case BreakerClosed:
 		b.failures = 0
+	case BreakerHalfOpen:
+		b.failures = 0
+		b.setLocked(BreakerClosed)
+		b.log.Info("ledger breaker closed: the ledger answered; processors receive again")
 	}
 }
 
 // Failure records a transient ledger failure and opens the breaker at the
-// threshold. It reports whether the breaker is open.
+// threshold, or at once when half-open. It reports whether the breaker is
+// open.
 func (b *breaker) Failure() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.open {
+	switch b.state {
+	case BreakerOpen:
 		return true
+	case BreakerClosed:
+		b.failures++
+		if b.failures < b.threshold {
+			return false
+		}
 	}
-	b.failures++
-	if b.failures < b.threshold {
-		return false
-	}
-	b.open = true
-	b.closed = make(chan struct{})
+	b.setLocked(BreakerOpen)
 	select {
 	case b.opened <- struct{}{}:
 	default:
 	}
 	b.log.Warn("ledger breaker open: processors stop receiving", zap.Int("consecutive_failures", b.failures))
-	b.onChange(BreakerOpen)
 	return true
 }
 
-// Wait blocks while the breaker is open. It returns ctx's error when ctx ends
-// first.
-func (b *breaker) Wait(ctx context.Context) error {
-	b.mu.Lock()
-	ch := b.closed
-	b.mu.Unlock()
-	select {
-	case <-ch:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+// Wait blocks until the caller may receive: at once when the breaker is
+// closed; when it is half-open, until the caller gets the one trial receive,
+// which it must hand back with endTrial. trial reports that case. It returns
+// ctx's error when ctx ends first.
+func (b *breaker) Wait(ctx context.Context) (trial bool, err error) {
+	for {
+		b.mu.Lock()
+		switch {
+		case b.state == BreakerClosed:
+			b.mu.Unlock()
+			return false, nil
+		case b.state == BreakerHalfOpen && !b.trial:
+			b.trial = true
+			b.mu.Unlock()
+			return true, nil
+		}
+		ch := b.changed
+		b.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
 	}
 }
 
-func (b *breaker) close() {
+// endTrial hands back the trial receive Wait gave, once the message it took
+// has been dealt with.
+func (b *breaker) endTrial() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.open = false
-	b.failures = 0
-	close(b.closed)
-	b.log.Info("ledger breaker closed: processors receive again")
-	b.onChange(BreakerClosed)
+	if b.state == BreakerHalfOpen && b.trial {
+		b.trial = false
+		b.notifyLocked()
+	}
+}
+
+func (b *breaker) halfOpen() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.state != BreakerOpen {
+		return
+	}
+	b.setLocked(BreakerHalfOpen)
+	b.log.Info("ledger breaker half-open: the probe succeeded; one processor tries one message")
 }
 
 // run probes while the breaker is open, until ctx ends.
@@ -135,7 +180,7 @@ func (b *breaker) run(ctx context.Context) {
 			err := b.probe(pctx)
 			cancel()
 			if err == nil {
-				b.close()
+				b.halfOpen()
 				break
 			}
 			b.log.Warn("ledger probe failed; breaker stays open", zap.Int("probe", n), zap.Error(err))

@@ -80,8 +80,13 @@ func (d *deleter) flush(batch []deletion) {
 	for i, del := range batch {
 		entries[i] = sqstypes.DeleteMessageBatchRequestEntry{Id: aws.String("m" + strconv.Itoa(i)), ReceiptHandle: aws.String(del.receipt)}
 	}
+	// Under final: the last flush at shutdown must not outlast its bound.
+	ctx := p.final
+	if ctx == nil { // a processor that never ran
+		ctx = context.Background()
+	}
 	var out *sqs.DeleteMessageBatchOutput
-	err := p.retry(context.Background(), "delete", false, func(ctx context.Context) error {
+	err := p.retry(ctx, "delete", false, func(ctx context.Context) error {
 		var err error
 		out, err = p.deps.Queue.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: &p.opts.QueueURL, Entries: entries})
 		return err

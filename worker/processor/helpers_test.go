@@ -49,6 +49,12 @@ type env struct {
 // timeout through resources.Ensure, as the worker's auto-provision does.
 func newEnv(t *testing.T, visibility time.Duration) *env {
 	t.Helper()
+	return newEnvRedrive(t, visibility, 10)
+}
+
+// newEnvRedrive is newEnv with the queue's redrive maxReceiveCount.
+func newEnvRedrive(t *testing.T, visibility time.Duration, maxReceiveCount int) *env {
+	t.Helper()
 	c, err := emu.Clients(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +65,7 @@ func newEnv(t *testing.T, visibility time.Duration) *env {
 		QueueName:         name + "-q",
 		DLQName:           name + "-dlq",
 		VisibilityTimeout: visibility,
-		MaxReceiveCount:   10,
+		MaxReceiveCount:   maxReceiveCount,
 	}
 	prov, err := resources.Ensure(t.Context(), c.DynamoDB, c.SQS, spec, zap.NewNop())
 	if err != nil {
@@ -291,6 +297,32 @@ type recQueue struct {
 	deletes    map[string]int
 	visibility map[string][]int32
 	receiveN   int
+	window     receiveWindow
+}
+
+// receiveWindow records the receive calls made while it is open.
+type receiveWindow struct {
+	open       bool
+	calls      int
+	running    int
+	maxRunning int   // calls in progress at once, at most
+	maxAsked   int32 // largest MaxNumberOfMessages asked
+	maxGot     int   // most messages one call returned
+}
+
+// openWindow starts recording receive calls afresh.
+func (q *recQueue) openWindow() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.window = receiveWindow{open: true}
+}
+
+// closeWindow stops recording and returns what was recorded.
+func (q *recQueue) closeWindow() receiveWindow {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.window.open = false
+	return q.window
 }
 
 func newRecQueue(c *sqs.Client) *recQueue {
@@ -301,13 +333,27 @@ func newRecQueue(c *sqs.Client) *recQueue {
 func (q *recQueue) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, optFns ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
 	q.mu.Lock()
 	q.receiveN++
+	w := &q.window
+	windowed := w.open
+	if windowed {
+		w.calls++
+		w.running++
+		w.maxRunning = max(w.maxRunning, w.running)
+		w.maxAsked = max(w.maxAsked, in.MaxNumberOfMessages)
+	}
 	q.mu.Unlock()
 	out, err := q.Client.ReceiveMessage(ctx, in, optFns...)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if windowed {
+		w.running--
+		if err == nil {
+			w.maxGot = max(w.maxGot, len(out.Messages))
+		}
+	}
 	if err != nil {
 		return out, err
 	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
 	for _, m := range out.Messages {
 		id := aws.ToString(m.MessageId)
 		q.receipts[aws.ToString(m.ReceiptHandle)] = id
@@ -383,11 +429,13 @@ func (inv *invocations) of(key string) []processor.Event {
 func key(i int) string { return fmt.Sprintf("w%03d", i) }
 
 // flakyDB is the ledger's DynamoDB client with a switch that makes every call
-// fail as if the connection were refused.
+// fail as if the connection were refused, and one for writes only (a table
+// that answers the breaker's probe and fails the claims: flapping).
 type flakyDB struct {
 	ledger.DB
-	down atomic.Bool
-	gets atomic.Int64 // GetItem calls while down (the breaker's probes)
+	down       atomic.Bool
+	writesDown atomic.Bool
+	gets       atomic.Int64 // GetItem calls while down (the breaker's probes)
 }
 
 func refused(op string) error {
@@ -395,14 +443,14 @@ func refused(op string) error {
 }
 
 func (f *flakyDB) PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
-	if f.down.Load() {
+	if f.down.Load() || f.writesDown.Load() {
 		return nil, refused("PutItem")
 	}
 	return f.DB.PutItem(ctx, in, optFns...)
 }
 
 func (f *flakyDB) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
-	if f.down.Load() {
+	if f.down.Load() || f.writesDown.Load() {
 		return nil, refused("UpdateItem")
 	}
 	return f.DB.UpdateItem(ctx, in, optFns...)

@@ -70,8 +70,15 @@ type Options struct {
 	// MaxAttempts is the attempt at which a retryable failure becomes final
 	// (default 5).
 	MaxAttempts int
+	// MaxReceiveCount is the queue's redrive policy maxReceiveCount (0:
+	// unknown, or no redrive policy). A message received that often less one
+	// whose handler fails retryably is failed and dead-lettered rather than
+	// given back, since SQS would redrive it with the ledger left queued.
+	MaxReceiveCount int
 	// ShutdownTimeout is how long in-flight handlers may run on after the run
 	// context ends before they are cancelled and given back (default 25s).
+	// The writes that record results then share ShutdownWritesTimeout more,
+	// so Run returns within ShutdownTimeout + ShutdownWritesTimeout.
 	ShutdownTimeout time.Duration
 
 	// ReceiveWait is the long-poll wait (default 20s, SQS's maximum).

@@ -22,6 +22,12 @@ import (
 // probeKey is the ledger key the default breaker probe reads; it never exists.
 const probeKey = "wahook#breaker-probe"
 
+// ShutdownWritesTimeout is how long, once the shutdown grace period is over,
+// the writes recording results (give back, visibility, dead letters, the
+// last deletes) may take together, each tried once: with the default 25s
+// grace period, Run returns within ECS's 30s stop timeout.
+const ShutdownWritesTimeout = 3 * time.Second
+
 // Pool is one process's processors, sharing a ledger breaker.
 type Pool struct {
 	opts    Options
@@ -78,10 +84,10 @@ func New(opts Options, deps Deps) (*Pool, error) {
 	m := deps.Metrics
 	p.breaker = newBreaker(opts.BreakerThreshold, deps.Probe, opts.BreakerProbeMin, opts.BreakerProbeMax,
 		opts.BackendTimeout, deps.Log, func(s BreakerState) {
-			if s == BreakerOpen {
-				m.breakerOpen.Set(1)
-			} else {
+			if s == BreakerClosed {
 				m.breakerOpen.Set(0)
+			} else {
+				m.breakerOpen.Set(1)
 			}
 		})
 	for k := 1; k <= opts.Processors; k++ {
@@ -131,8 +137,9 @@ func (p *Pool) Status() []Status {
 // Run runs the processors until ctx ends, then shuts down: receiving stops at
 // once; in-flight handlers may finish within ShutdownTimeout; those still
 // running then are cancelled, their claims given back and their messages made
-// visible again at once; pending deletes are flushed. It returns nil after a
-// shutdown. A Pool runs once.
+// visible again at once; pending deletes are flushed. Those writes end
+// ShutdownWritesTimeout after the grace period at the latest. It returns nil
+// after a shutdown. A Pool runs once.
 func (p *Pool) Run(ctx context.Context) error {
 	if !p.ran.CompareAndSwap(false, true) {
 		return errors.New("processor: pool already run")
@@ -141,6 +148,10 @@ func (p *Pool) Run(ctx context.Context) error {
 	// that record their results run under it.
 	hard, cancelHard := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancelHard(nil)
+	// final bounds the writes that record results: they go on after the
+	// grace period, but not for long (each then tried once).
+	final, cancelFinal := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelFinal()
 
 	breakerCtx, stopBreaker := context.WithCancel(hard)
 	var breakerDone sync.WaitGroup
@@ -152,7 +163,7 @@ func (p *Pool) Run(ctx context.Context) error {
 
 	var procs sync.WaitGroup
 	for _, pr := range p.procs {
-		procs.Go(func() { pr.run(ctx, hard) })
+		procs.Go(func() { pr.run(ctx, hard, final) })
 	}
 	done := make(chan struct{})
 	go func() {
@@ -170,6 +181,8 @@ func (p *Pool) Run(ctx context.Context) error {
 		zap.Int64("in_flight", p.inFlight()), zap.Duration("timeout", p.opts.ShutdownTimeout))
 	grace := time.NewTimer(p.opts.ShutdownTimeout)
 	defer grace.Stop()
+	writes := time.AfterFunc(p.opts.ShutdownTimeout+ShutdownWritesTimeout, cancelFinal)
+	defer writes.Stop()
 	select {
 	case <-done:
 	case <-grace.C:

@@ -7,7 +7,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,6 +49,17 @@ const (
 // maxReasonLen bounds an error kept in the ledger or a message attribute.
 const maxReasonLen = 1024
 
+// maxMessageBytes is SQS's limit on one message: body plus attributes.
+const maxMessageBytes = 256 * 1024
+
+// receiveGrace is how long a receive may run past its long-poll wait before it
+// is abandoned: a connection dropped without a reset would stall it for
+// minutes.
+const receiveGrace = 10 * time.Second
+
+// errReceiveTimeout marks a receive abandoned after ReceiveWait+receiveGrace.
+var errReceiveTimeout = errors.New("no answer within the long-poll bound")
+
 // Status is one processor's state, in /health/detailed's shape.
 type Status struct {
 	ID             string     `json:"id"`
@@ -67,6 +80,10 @@ type processor struct {
 	breaker *breaker
 	log     *zap.Logger
 	del     *deleter
+	// hard ends when the shutdown grace period is over; final, a short while
+	// later, bounds the writes that record results (see Pool.Run). Both are
+	// set by run before anything uses them.
+	hard, final context.Context
 
 	state     atomic.Value // string
 	processed atomic.Int64
@@ -88,8 +105,10 @@ func (pr *processor) status() Status {
 	return s
 }
 
-// run receives until stop ends; handlers and result writes run under hard.
-func (pr *processor) run(stop, hard context.Context) {
+// run receives until stop ends; handlers run under hard, result writes under
+// final.
+func (pr *processor) run(stop, hard, final context.Context) {
+	pr.hard, pr.final = hard, final
 	pr.del = newDeleter(pr)
 	var deleterDone sync.WaitGroup
 	deleterDone.Go(pr.del.run)
@@ -102,18 +121,38 @@ func (pr *processor) run(stop, hard context.Context) {
 
 	failures := 0
 	for stop.Err() == nil {
-		if pr.breaker.State() == BreakerOpen {
+		if pr.breaker.State() != BreakerClosed {
 			pr.state.Store(StatePaused)
 		}
-		if err := pr.breaker.Wait(stop); err != nil {
+		trial, err := pr.breaker.Wait(stop)
+		if err != nil {
 			return
 		}
 		pr.state.Store(StatePolling)
-		msgs, err := pr.receive(stop)
+		maxMessages := pr.opts.MaxMessages
+		if trial {
+			// Half-open: one message tells whether the ledger works again.
+			maxMessages = 1
+		}
+		// Taken before the call: SQS's 12-hour visibility limit runs from the
+		// receive, never earlier than this.
+		receivedAt := time.Now()
+		msgs, err := pr.receive(stop, maxMessages)
 		pr.lastPoll.Store(time.Now().UnixNano())
 		if err != nil {
+			if trial {
+				pr.breaker.endTrial()
+			}
 			if stop.Err() != nil {
 				return
+			}
+			if errors.Is(err, errReceiveTimeout) {
+				// Not a backend failure to back off from: poll again at once.
+				// Messages the abandoned call may have taken reappear after
+				// their visibility timeout.
+				pr.metrics.receiveErrors.Inc()
+				pr.log.Warn("receive abandoned; polling again", zap.Error(err))
+				continue
 			}
 			failures++
 			pr.errs.Add(1)
@@ -124,28 +163,38 @@ func (pr *processor) run(stop, hard context.Context) {
 			continue
 		}
 		failures = 0
-		if len(msgs) == 0 {
-			continue
+		if len(msgs) > 0 {
+			pr.state.Store(StateProcessing)
+			pr.metrics.received.Add(float64(len(msgs)))
+			var batch sync.WaitGroup
+			for _, m := range msgs {
+				batch.Go(func() { pr.handle(stop, hard, m, receivedAt) })
+			}
+			batch.Wait()
 		}
-		pr.state.Store(StateProcessing)
-		pr.metrics.received.Add(float64(len(msgs)))
-		var batch sync.WaitGroup
-		for _, m := range msgs {
-			batch.Go(func() { pr.handle(stop, hard, m) })
+		if trial {
+			pr.breaker.endTrial()
 		}
-		batch.Wait()
 	}
 }
 
-func (pr *processor) receive(ctx context.Context) ([]sqstypes.Message, error) {
+// receive long-polls for up to maxMessages messages, bounded by ReceiveWait
+// plus receiveGrace.
+func (pr *processor) receive(stop context.Context, maxMessages int) ([]sqstypes.Message, error) {
+	ctx, cancel := context.WithTimeout(stop, pr.opts.ReceiveWait+receiveGrace)
+	defer cancel()
 	out, err := pr.deps.Queue.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 		QueueUrl:                    &pr.opts.QueueURL,
-		MaxNumberOfMessages:         int32(pr.opts.MaxMessages),
+		MaxNumberOfMessages:         int32(maxMessages),
 		WaitTimeSeconds:             int32(pr.opts.ReceiveWait / time.Second),
 		MessageAttributeNames:       []string{"All"},
 		MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameApproximateReceiveCount},
 	})
 	if err != nil {
+		if stop.Err() == nil && ctx.Err() != nil {
+			return nil, fmt.Errorf("receive from %s: %w (%s): %w", pr.opts.QueueURL, errReceiveTimeout,
+				pr.opts.ReceiveWait+receiveGrace, err)
+		}
 		return nil, fmt.Errorf("receive from %s: %w", pr.opts.QueueURL, err)
 	}
 	return out.Messages, nil
@@ -167,8 +216,8 @@ func (pr *processor) result(r string) {
 
 // handle takes one message through decode, claim, handler and the write that
 // records the handler's result. stop ending means shutdown has begun; hard
-// ending means its grace period is over.
-func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message) {
+// ending means its grace period is over. receivedAt is when the receive began.
+func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, receivedAt time.Time) {
 	pr.inFlight.Add(1)
 	pr.metrics.inFlight.Inc()
 	defer func() {
@@ -180,13 +229,13 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message) {
 	body := []byte(aws.ToString(m.Body))
 	env, err := envelope.Decode(body)
 	if err != nil {
-		pr.poison(hard, m, err, log)
+		pr.poison(m, err, log)
 		return
 	}
 	log = log.With(logging.Key(env.Key))
 	if stop.Err() != nil {
 		// Shutting down before the claim: hand the message to another worker now.
-		pr.setVisibility(hard, receipt, 0, log)
+		pr.setVisibility(pr.final, receipt, 0, log)
 		return
 	}
 	if pr.breaker.State() == BreakerOpen {
@@ -218,10 +267,10 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message) {
 		// Another processor holds a live lease: look again when it runs out.
 		pr.metrics.claimConflicts.Inc()
 		pr.result(ResultConflict)
-		wait := visibilitySeconds(time.Until(refused.LeaseUntil), 1)
+		wait := visibilitySeconds(time.Until(refused.LeaseUntil), time.Since(receivedAt), 1)
 		log.Info("event held by another processor; leaving the message until its lease ends",
 			zap.String("owner", refused.Owner), zap.Time("lease_until", refused.LeaseUntil), zap.Int32("visibility_s", wait))
-		pr.setVisibility(hard, receipt, wait, log)
+		pr.setVisibility(pr.final, receipt, wait, log)
 		return
 	case errors.Is(err, ledger.ErrConflict):
 		pr.metrics.claimConflicts.Inc()
@@ -239,17 +288,18 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message) {
 		Envelope: env, Body: body, Attempt: claim.Attempt, ProcessorID: pr.id,
 		MessageID: aws.ToString(m.MessageId), ReceiveCount: receiveCount(m),
 	}
-	// The results are recorded even when the grace period is over.
-	w := context.WithoutCancel(hard)
+	// The results are recorded even when the grace period is over, within
+	// final's short bound.
+	w := pr.final
 	if claim.Attempt > pr.opts.MaxAttempts {
 		// Claimed more often than allowed without a recorded result: earlier
 		// runs crashed or lost their leases. Do not run it again.
-		pr.fail(w, m, claim, fmt.Errorf("attempts exhausted: attempt %d of %d without a result", claim.Attempt, pr.opts.MaxAttempts), log)
+		pr.fail(w, m, claim, receivedAt, fmt.Errorf("attempts exhausted: attempt %d of %d without a result", claim.Attempt, pr.opts.MaxAttempts), log)
 		return
 	}
 	log.Debug("claimed", zap.Int("receive_count", ev.ReceiveCount))
 
-	lost, herr := pr.invoke(hard, ev, &claim, receipt, log)
+	lost, herr := pr.invoke(hard, ev, &claim, receipt, receivedAt, log)
 	switch {
 	case lost:
 		pr.metrics.leasesLost.Inc()
@@ -264,11 +314,17 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message) {
 		log.Info("event done")
 		pr.del.add(deletion{receipt: receipt, log: log})
 	case hard.Err() != nil:
-		pr.giveBack(w, claim, receipt, 0, "shutdown: "+herr.Error(), ResultShutdown, log)
+		pr.giveBack(w, claim, receipt, 0, receivedAt, "shutdown: "+herr.Error(), ResultShutdown, log)
 	case IsPermanent(herr):
-		pr.fail(w, m, claim, herr, log)
+		pr.fail(w, m, claim, receivedAt, herr, log)
 	case claim.Attempt >= pr.opts.MaxAttempts:
-		pr.fail(w, m, claim, fmt.Errorf("attempts exhausted (%d): %w", claim.Attempt, herr), log)
+		pr.fail(w, m, claim, receivedAt, fmt.Errorf("attempts exhausted (%d): %w", claim.Attempt, herr), log)
+	case pr.lastReceive(m):
+		// Given back, the message would be redriven to the dead-letter queue
+		// by SQS with the ledger left queued: dead-letter it ourselves so
+		// that ledger and dead-letter queue agree.
+		pr.fail(w, m, claim, receivedAt, fmt.Errorf("receive count %d reaches the queue's max receive count %d: %w",
+			ev.ReceiveCount, pr.opts.MaxReceiveCount, herr), log)
 	default:
 		delay, requested := RequestedDelay(herr)
 		if !requested {
@@ -276,8 +332,14 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message) {
 		}
 		log.Warn("handler failed; giving the event back to retry", zap.Duration("delay", delay),
 			zap.Bool("requested_delay", requested), zap.Error(herr))
-		pr.giveBack(w, claim, receipt, max(delay, time.Second), herr.Error(), ResultRetry, log)
+		pr.giveBack(w, claim, receipt, max(delay, time.Second), receivedAt, herr.Error(), ResultRetry, log)
 	}
+}
+
+// lastReceive reports whether m may not be received again before SQS
+// redrives it: its receive count is at the queue's max receive count less one.
+func (pr *processor) lastReceive(m sqstypes.Message) bool {
+	return pr.opts.MaxReceiveCount > 0 && receiveCount(m) >= pr.opts.MaxReceiveCount-1
 }
 
 // ledgerWriteFailed handles the error of a write that records a result, and
@@ -303,7 +365,8 @@ func (pr *processor) ledgerWriteFailed(err error, op string, log *zap.Logger) bo
 // invoke runs the handler under the handler timeout, heartbeating while it
 // runs. lost reports that a heartbeat found the lease taken over (the
 // handler's context was then cancelled).
-func (pr *processor) invoke(hard context.Context, ev Event, claim *ledger.Claim, receipt string, log *zap.Logger) (lost bool, err error) {
+func (pr *processor) invoke(hard context.Context, ev Event, claim *ledger.Claim, receipt string, receivedAt time.Time,
+	log *zap.Logger) (lost bool, err error) {
 	hctx, cancel := context.WithCancelCause(hard)
 	defer cancel(nil)
 	tctx, cancelTimeout := context.WithTimeoutCause(hctx, pr.opts.HandlerTimeout, ErrHandlerTimeout)
@@ -314,7 +377,7 @@ func (pr *processor) invoke(hard context.Context, ev Event, claim *ledger.Claim,
 	hbCtx, stopHeartbeat := context.WithCancel(hard)
 	if !pr.opts.DisableHeartbeat {
 		heartbeat.Go(func() {
-			if pr.heartbeat(hbCtx, claim, receipt, log) {
+			if pr.heartbeat(hbCtx, claim, receipt, receivedAt, log) {
 				leaseLost.Store(true)
 				cancel(ErrLeaseLost)
 			}
@@ -346,7 +409,7 @@ func (pr *processor) call(ctx context.Context, ev Event, log *zap.Logger) (err e
 
 // heartbeat renews the lease and the message's visibility every third of the
 // visibility timeout until ctx ends. It reports whether the lease was lost.
-func (pr *processor) heartbeat(ctx context.Context, claim *ledger.Claim, receipt string, log *zap.Logger) bool {
+func (pr *processor) heartbeat(ctx context.Context, claim *ledger.Claim, receipt string, receivedAt time.Time, log *zap.Logger) bool {
 	t := time.NewTicker(pr.opts.VisibilityTimeout / 3)
 	defer t.Stop()
 	for {
@@ -371,7 +434,7 @@ func (pr *processor) heartbeat(ctx context.Context, claim *ledger.Claim, receipt
 			log.Warn("heartbeat: extending the lease failed", zap.Error(err))
 			continue
 		}
-		secs := visibilitySeconds(pr.opts.VisibilityTimeout, 1)
+		secs := visibilitySeconds(pr.opts.VisibilityTimeout, time.Since(receivedAt), 1)
 		if err := pr.changeVisibility(ctx, receipt, secs); err != nil {
 			if ctx.Err() != nil {
 				return false
@@ -386,8 +449,9 @@ func (pr *processor) heartbeat(ctx context.Context, claim *ledger.Claim, receipt
 }
 
 // giveBack returns the claim to the ledger and makes the message visible
-// again after delay.
-func (pr *processor) giveBack(ctx context.Context, claim ledger.Claim, receipt string, delay time.Duration, reason, result string, log *zap.Logger) {
+// again after delay (at most 12 hours after receivedAt, SQS's limit).
+func (pr *processor) giveBack(ctx context.Context, claim ledger.Claim, receipt string, delay time.Duration, receivedAt time.Time,
+	reason, result string, log *zap.Logger) {
 	err := pr.retry(ctx, "give back", true, func(ctx context.Context) error {
 		return pr.deps.Ledger.GiveBack(ctx, claim, truncate(reason))
 	})
@@ -396,7 +460,7 @@ func (pr *processor) giveBack(ctx context.Context, claim ledger.Claim, receipt s
 	}
 	secs := int32(0)
 	if delay > 0 {
-		secs = visibilitySeconds(delay, 1)
+		secs = visibilitySeconds(delay, time.Since(receivedAt), 1)
 	}
 	pr.setVisibility(ctx, receipt, secs, log)
 	pr.result(result)
@@ -406,12 +470,12 @@ func (pr *processor) giveBack(ctx context.Context, claim ledger.Claim, receipt s
 // fail dead-letters the message, marks the event failed and deletes the
 // message. The dead-letter send comes first: should the ledger write fail, a
 // copy too many in the dead-letter queue beats none.
-func (pr *processor) fail(ctx context.Context, m sqstypes.Message, claim ledger.Claim, cause error, log *zap.Logger) {
+func (pr *processor) fail(ctx context.Context, m sqstypes.Message, claim ledger.Claim, receivedAt time.Time, cause error, log *zap.Logger) {
 	reason := truncate(cause.Error())
 	if err := pr.deadLetter(ctx, m, ResultFailed, reason, claim.Attempt); err != nil {
 		log.Error("dead-letter send failed; giving the event back to try again", zap.NamedError("cause", cause), zap.Error(err))
 		pr.giveBack(ctx, claim, aws.ToString(m.ReceiptHandle), backoff(claim.Attempt, pr.opts.RetryBase, pr.opts.RetryMax),
-			"dead-letter send failed: "+err.Error(), ResultBackendError, log)
+			receivedAt, "dead-letter send failed: "+err.Error(), ResultBackendError, log)
 		return
 	}
 	err := pr.retry(ctx, "fail", true, func(ctx context.Context) error { return pr.deps.Ledger.Fail(ctx, claim, reason) })
@@ -425,8 +489,8 @@ func (pr *processor) fail(ctx context.Context, m sqstypes.Message, claim ledger.
 
 // poison dead-letters and deletes a message that is not an envelope: no
 // retry can make it one.
-func (pr *processor) poison(ctx context.Context, m sqstypes.Message, cause error, log *zap.Logger) {
-	w := context.WithoutCancel(ctx)
+func (pr *processor) poison(m sqstypes.Message, cause error, log *zap.Logger) {
+	w := pr.final
 	log.Error("undecodable message; dead-lettering it", zap.Int("receive_count", receiveCount(m)), zap.Error(cause))
 	if err := pr.deadLetter(w, m, ResultPoison, truncate(cause.Error()), 0); err != nil {
 		pr.result(ResultBackendError)
@@ -439,22 +503,17 @@ func (pr *processor) poison(ctx context.Context, m sqstypes.Message, cause error
 
 // deadLetter sends a copy of m to the dead-letter queue with the reason.
 func (pr *processor) deadLetter(ctx context.Context, m sqstypes.Message, kind, reason string, attempt int) error {
-	attrs := make(map[string]sqstypes.MessageAttributeValue, 10)
-	// SQS allows 10 attributes; keep up to 5 of the original ones.
-	for name, v := range m.MessageAttributes {
-		if len(attrs) == 5 {
-			break
-		}
-		attrs[name] = v
-	}
 	str := func(s string) sqstypes.MessageAttributeValue {
 		return sqstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(s)}
 	}
-	attrs[DLQAttrError] = str(reason)
-	attrs[DLQAttrReason] = str(kind)
-	attrs[DLQAttrProcessor] = str(pr.id)
-	attrs[DLQAttrMessageID] = str(aws.ToString(m.MessageId))
-	attrs[DLQAttrAttempt] = sqstypes.MessageAttributeValue{DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(attempt))}
+	ours := map[string]sqstypes.MessageAttributeValue{
+		DLQAttrError:     str(reason),
+		DLQAttrReason:    str(kind),
+		DLQAttrProcessor: str(pr.id),
+		DLQAttrMessageID: str(aws.ToString(m.MessageId)),
+		DLQAttrAttempt:   {DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(attempt))},
+	}
+	attrs := deadLetterAttributes(len(aws.ToString(m.Body)), m.MessageAttributes, ours)
 	in := &sqs.SendMessageInput{QueueUrl: &pr.opts.DeadLetterURL, MessageBody: m.Body, MessageAttributes: attrs}
 	if strings.HasSuffix(pr.opts.DeadLetterURL, ".fifo") {
 		sum := sha256.Sum256([]byte(aws.ToString(m.MessageId)))
@@ -472,10 +531,60 @@ func (pr *processor) deadLetter(ctx context.Context, m sqstypes.Message, kind, r
 	return nil
 }
 
+// deadLetterAttributes returns the attributes of a dead-letter copy of a
+// bodyLen-byte body: ours plus up to five of the original ones when that fits
+// SQS's message limit; else ours alone, the error cut to fit; else, when even
+// that cannot fit beside the body, none (the body matters most).
+func deadLetterAttributes(bodyLen int, original, ours map[string]sqstypes.MessageAttributeValue) map[string]sqstypes.MessageAttributeValue {
+	room := maxMessageBytes - bodyLen
+	attrs := maps.Clone(ours)
+	// SQS allows 10 attributes; keep up to 5 of the original ones.
+	for _, name := range slices.Sorted(maps.Keys(original)) {
+		if len(attrs) == len(ours)+5 {
+			break
+		}
+		if _, ok := attrs[name]; !ok {
+			attrs[name] = original[name]
+		}
+	}
+	if attributesSize(attrs) <= room {
+		return attrs
+	}
+	attrs = maps.Clone(ours)
+	if attributesSize(attrs) <= room {
+		return attrs
+	}
+	errAttr, ok := attrs[DLQAttrError]
+	delete(attrs, DLQAttrError)
+	rest := attributesSize(attrs)
+	if rest > room {
+		return nil
+	}
+	// What is left for the error's value, beside its name and type.
+	if left := room - rest - len(DLQAttrError) - len(aws.ToString(errAttr.DataType)); ok && left > 0 {
+		v := aws.ToString(errAttr.StringValue)
+		if v = strings.ToValidUTF8(v[:min(left, len(v))], ""); v != "" {
+			errAttr.StringValue = aws.String(v)
+			attrs[DLQAttrError] = errAttr
+		}
+	}
+	return attrs
+}
+
+// attributesSize is what SQS counts of message attributes against its limit:
+// names, data types and values.
+func attributesSize(attrs map[string]sqstypes.MessageAttributeValue) int {
+	n := 0
+	for name, v := range attrs {
+		n += len(name) + len(aws.ToString(v.DataType)) + len(aws.ToString(v.StringValue)) + len(v.BinaryValue)
+	}
+	return n
+}
+
 // setVisibility changes the message's visibility, logging a failure (the
 // message then reappears at its current visibility timeout).
 func (pr *processor) setVisibility(ctx context.Context, receipt string, secs int32, log *zap.Logger) {
-	if err := pr.changeVisibility(context.WithoutCancel(ctx), receipt, secs); err != nil {
+	if err := pr.changeVisibility(ctx, receipt, secs); err != nil {
 		log.Warn("changing the message's visibility failed", zap.Int32("visibility_s", secs), zap.Error(err))
 	}
 }
@@ -495,7 +604,8 @@ func (pr *processor) changeVisibility(ctx context.Context, receipt string, secs 
 // retry calls fn, each call bounded by BackendTimeout, retrying transient
 // backend trouble with backoff and jitter. Ledger calls feed the breaker: a
 // transient failure counts towards opening it, any answer resets it, and once
-// it is open retrying stops.
+// it is open retrying stops. Once the shutdown grace period is over, a call is
+// tried once: what is left of final is all the time there is.
 func (pr *processor) retry(ctx context.Context, op string, ledgerCall bool, fn func(ctx context.Context) error) error {
 	for n := 1; ; n++ {
 		cctx, cancel := context.WithTimeout(ctx, pr.opts.BackendTimeout)
@@ -511,7 +621,8 @@ func (pr *processor) retry(ctx context.Context, op string, ledgerCall bool, fn f
 		if ledgerCall && pr.breaker.Failure() {
 			return fmt.Errorf("%s (ledger breaker open): %w", op, err)
 		}
-		if n >= pr.opts.BackendAttempts || !sleep(ctx, backoff(n, pr.opts.BackendRetryBase, 2*time.Second)) {
+		if n >= pr.opts.BackendAttempts || (pr.hard != nil && pr.hard.Err() != nil) ||
+			!sleep(ctx, backoff(n, pr.opts.BackendRetryBase, 2*time.Second)) {
 			return err
 		}
 	}

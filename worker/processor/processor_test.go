@@ -554,3 +554,73 @@ func TestProcessorIDs(t *testing.T) {
 		}
 	}
 }
+
+// After a successful probe the breaker is half-open: while the ledger still
+// fails its writes (it answers the probe's read: flapping), one processor at
+// a time receives one message, and each failed claim reopens the breaker; no
+// burst of Processors×10 receives burns receive counts. Once writes work, the
+// first claim closes the breaker and every event is done once.
+func TestHalfOpenReceivesOneMessageAtATime(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, time.Second)
+	flaky := &flakyDB{DB: e.clients.DynamoDB}
+	flaky.down.Store(true)
+	store, err := ledger.New(flaky, e.ledger.Table(), ledger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 10
+	for i := range n {
+		e.send(envelopeBody(t, key(i)))
+	}
+	var inv invocations
+	r := e.start(processor.Options{
+		Processors: 3, BreakerThreshold: 2, BackendAttempts: 1, BreakerProbeMin: 100 * time.Millisecond,
+		BreakerProbeMax: 200 * time.Millisecond,
+	}, processor.HandlerFunc(func(ctx context.Context, ev processor.Event) error {
+		inv.add(ev)
+		return nil
+	}), func(d *processor.Deps) { d.Ledger = store })
+
+	eventually(t, 10*time.Second, "every processor to pause", func() bool {
+		for _, s := range r.pool.Status() {
+			if s.Status != processor.StatePaused {
+				return false
+			}
+		}
+		return r.pool.Breaker() == processor.BreakerOpen
+	})
+	e.queue.openWindow()
+	flaky.writesDown.Store(true)
+	flaky.down.Store(false) // the probe's read succeeds; claims still fail
+	consistently(t, 2*time.Second, "the breaker not closed while claims fail", func() bool {
+		return r.pool.Breaker() != processor.BreakerClosed
+	})
+	w := e.queue.closeWindow()
+	if w.calls < 2 {
+		t.Errorf("%d receives while half-open, want the trials to go on", w.calls)
+	}
+	if w.maxAsked > 1 || w.maxGot > 1 || w.maxRunning > 1 {
+		t.Errorf("half-open receives asked for up to %d messages, got up to %d, %d at once; want 1, 1, 1",
+			w.maxAsked, w.maxGot, w.maxRunning)
+	}
+
+	flaky.writesDown.Store(false)
+	eventually(t, 5*time.Second, "the breaker to close", func() bool { return r.pool.Breaker() == processor.BreakerClosed })
+	eventually(t, 20*time.Second, "the events to be done", func() bool {
+		for i := range n {
+			if it, _ := e.item(webhook.MessageKey(key(i))); it.State != ledger.StateDone {
+				return false
+			}
+		}
+		return e.depth(e.queueURL) == 0
+	})
+	for i := range n {
+		if runs := inv.of(webhook.MessageKey(key(i))); len(runs) != 1 {
+			t.Errorf("%s: handler ran %d times, want 1", key(i), len(runs))
+		}
+	}
+	if got := e.depth(e.dlqURL); got != 0 {
+		t.Errorf("dead-letter queue holds %d, want 0", got)
+	}
+}

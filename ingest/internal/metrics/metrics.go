@@ -16,7 +16,9 @@ const (
 	ResultQueued    = "queued"
 	ResultDuplicate = "duplicate"
 	ResultRejected  = "rejected"
-	ResultFailed    = "failed"
+	// ResultTooLarge: the event can never fit in one SQS message.
+	ResultTooLarge = "too_large"
+	ResultFailed   = "failed"
 )
 
 // Backends, the `backend` label of backend_errors_total.

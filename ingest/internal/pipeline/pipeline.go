@@ -130,6 +130,7 @@ const (
 	pending outcome = iota
 	queued
 	duplicate
+	tooLarge // can never be sent: rejected for good once released
 	failed
 )
 
@@ -187,6 +188,9 @@ func (p *Pipeline) Process(ctx context.Context, b *webhook.Batch, log *zap.Logge
 		case duplicate:
 			res.Duplicates++
 			result = metrics.ResultDuplicate
+		case tooLarge:
+			res.Rejected++
+			result = metrics.ResultTooLarge
 		default:
 			res.Failed++
 			result = metrics.ResultFailed
@@ -230,7 +234,9 @@ func (p *Pipeline) send(ctx context.Context, owned []*item, arrived time.Time, l
 		it.env = envelope.FromEvent(it.event, arrived)
 		body, err := it.env.Encode()
 		if err != nil {
-			log.Error("cannot encode envelope", logging.Key(it.event.Key), zap.Error(err))
+			// Encoding fails the same way on every retry.
+			it.outcome = tooLarge
+			log.Error("event rejected for good: cannot encode its envelope", logging.Key(it.event.Key), zap.Error(err))
 			continue
 		}
 		it.body = body
@@ -248,7 +254,11 @@ func (p *Pipeline) batches(items []*item, log *zap.Logger) [][]*item {
 	for _, it := range items {
 		n := entrySize(it)
 		if n > MaxBatchBytes {
-			log.Error("event too large for one SQS message", logging.Key(it.event.Key), zap.Int("bytes", n))
+			// No retry makes it smaller: answering 503 for it would have Meta
+			// retry the whole webhook for days.
+			it.outcome = tooLarge
+			log.Error("event rejected for good: too large for one SQS message", logging.Key(it.event.Key),
+				zap.Int("bytes", n), zap.Int("limit", MaxBatchBytes))
 			continue
 		}
 		if len(cur) == MaxBatchEntries || size+n > MaxBatchBytes {
@@ -325,7 +335,8 @@ func (p *Pipeline) sendBatch(ctx context.Context, batch []*item, log *zap.Logger
 	}
 }
 
-// settle marks a sent item queued, or releases an unsent one.
+// settle marks a sent item queued, or releases an unsent one (also one
+// rejected for good: nothing may be left received).
 func (p *Pipeline) settle(ctx context.Context, it *item, log *zap.Logger) {
 	ctx, cancel := context.WithTimeout(ctx, p.opts.BackendTimeout)
 	defer cancel()
@@ -346,9 +357,16 @@ func (p *Pipeline) settle(ctx context.Context, it *item, log *zap.Logger) {
 		}
 		return
 	}
+	rejected := it.outcome == tooLarge
 	it.outcome = failed
 	released, err := p.ledger.Release(ctx, *it.receipt)
 	switch {
+	case err != nil && rejected:
+		// Stay failed: Meta's retry takes the item over and releases it then.
+		p.metrics.BackendError(metrics.BackendDynamoDB, OpRelease)
+		log.Error("event rejected for good but not released; asking Meta to retry so that it is", logging.Key(key), zap.Error(err))
+	case rejected:
+		it.outcome = tooLarge
 	case err != nil:
 		p.metrics.BackendError(metrics.BackendDynamoDB, OpRelease)
 		log.Error("event neither queued nor released; Meta's retry takes it over after the resend window",

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/wahook/wahook/ingest/internal/metrics"
 	"github.com/wahook/wahook/ingest/internal/pipeline"
 	"github.com/wahook/wahook/ingest/internal/server"
 	"github.com/wahook/wahook/shared/envelope"
@@ -487,5 +488,36 @@ func TestLargeEventsSplitBySize(t *testing.T) {
 	}
 	if got := s.drain(); len(got) != 4 {
 		t.Errorf("%d messages in the queue, want 4", len(got))
+	}
+}
+
+// An event that can never fit in one SQS message is rejected for good: the
+// rest of the webhook is queued and answered 200 (no 503 that Meta would
+// retry for days), the big one is counted as too_large and its ledger item
+// released, so nothing is left received.
+func TestTooLargeEventRejectedOthersQueued(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, options{})
+	big := fmt.Sprintf(`{"id":"wamid-huge","from":"1555","type":"text","text":{"body":%q}}`, strings.Repeat("x", 300*1024))
+	small := `{"id":"wamid-small","from":"1555","type":"text","text":{"body":"hi"}}`
+	body := `{"entry":[{"changes":[{"value":{"messages":[` + small + `,` + big + `]}}]}]}`
+	r := s.post(body)
+	if r.code != http.StatusOK || r.summary.Queued != 1 || r.summary.Rejected != 1 || r.summary.Failed != 0 {
+		t.Fatalf("%d %+v, want 200 with 1 queued and 1 rejected", r.code, r.summary)
+	}
+	if got := keys(s.drain()); !slices.Equal(got, []string{"msg#wamid-small"}) {
+		t.Errorf("queue holds %v, want only the small event", got)
+	}
+	if st := s.state("msg#wamid-small"); st != ledger.StateQueued {
+		t.Errorf("small event %q in the ledger, want queued", st)
+	}
+	if st := s.state("msg#wamid-huge"); st != "" {
+		t.Errorf("big event %q in the ledger, want no item", st)
+	}
+	if got := s.metric("wahook_ingest_events_total", map[string]string{"result": metrics.ResultTooLarge}); got != 1 {
+		t.Errorf("too_large events %v, want 1", got)
+	}
+	if got := s.metric("wahook_ingest_events_total", map[string]string{"result": metrics.ResultFailed}); got != 0 {
+		t.Errorf("failed events %v, want 0", got)
 	}
 }

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"os/signal"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -90,16 +92,31 @@ func run(ctx context.Context, log *zap.Logger) error {
 	if err != nil {
 		return fmt.Errorf("dead-letter queue: %w", err)
 	}
-	visibility, lease := cfg.VisibilityTimeout, cfg.LeaseDuration
-	if v, err := queueVisibility(startCtx, clients.SQS, queueURL); err != nil {
-		log.Warn("reading the queue's visibility timeout failed; using WAHOOK_VISIBILITY_TIMEOUT", zap.Error(err))
-	} else if v >= time.Second && v != visibility {
-		// Heartbeats must follow the queue's own setting.
-		log.Warn("the queue's visibility timeout differs from WAHOOK_VISIBILITY_TIMEOUT; using the queue's",
-			zap.Duration("queue", v), zap.Duration("config", visibility))
-		visibility = v
+	visibility, lease, maxReceive := cfg.VisibilityTimeout, cfg.LeaseDuration, cfg.MaxReceiveCount
+	if v, n, err := queueAttributes(startCtx, clients.SQS, queueURL); err != nil {
+		log.Warn("reading the queue's attributes failed; using WAHOOK_VISIBILITY_TIMEOUT and WAHOOK_MAX_RECEIVE_COUNT",
+			zap.Error(err))
+	} else {
+		if v >= time.Second && v != visibility {
+			// Heartbeats must follow the queue's own setting.
+			log.Warn("the queue's visibility timeout differs from WAHOOK_VISIBILITY_TIMEOUT; using the queue's",
+				zap.Duration("queue", v), zap.Duration("config", visibility))
+			visibility = v
+		}
+		if n > 0 && n != maxReceive {
+			// The last-receive check must follow the queue's redrive policy.
+			log.Warn("the queue's redrive maxReceiveCount differs from WAHOOK_MAX_RECEIVE_COUNT; using the queue's",
+				zap.Int("queue", n), zap.Int("config", maxReceive))
+			maxReceive = n
+		}
 	}
 	if lease == 0 {
+		lease = visibility
+	} else if lease < visibility {
+		// The queue's visibility may exceed the validated config's: a lease
+		// shorter than it lapses between heartbeats.
+		log.Warn("WAHOOK_LEASE_DURATION is under the queue's visibility timeout; using the visibility timeout",
+			zap.Duration("lease", lease), zap.Duration("visibility", visibility))
 		lease = visibility
 	}
 	cancelStart()
@@ -127,6 +144,7 @@ func run(ctx context.Context, log *zap.Logger) error {
 		DisableHeartbeat:  !cfg.Heartbeat,
 		HandlerTimeout:    cfg.HandlerTimeout,
 		MaxAttempts:       cfg.MaxAttempts,
+		MaxReceiveCount:   maxReceive,
 		ShutdownTimeout:   cfg.ShutdownTimeout,
 		ReceiveWait:       cfg.ReceiveWait,
 		RetryBase:         cfg.RetryBase,
@@ -191,20 +209,45 @@ func run(ctx context.Context, log *zap.Logger) error {
 	return runErr
 }
 
-// queueVisibility reads the queue's default visibility timeout.
-func queueVisibility(ctx context.Context, q *sqs.Client, url string) (time.Duration, error) {
+// queueAttributes reads the queue's default visibility timeout and its
+// redrive policy's maxReceiveCount (0 without a redrive policy).
+func queueAttributes(ctx context.Context, q *sqs.Client, url string) (time.Duration, int, error) {
 	out, err := q.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
-		QueueUrl:       &url,
-		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameVisibilityTimeout},
+		QueueUrl: &url,
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameVisibilityTimeout,
+			sqstypes.QueueAttributeNameRedrivePolicy},
 	})
 	if err != nil {
-		return 0, fmt.Errorf("queue attributes of %s: %w", url, err)
+		return 0, 0, fmt.Errorf("queue attributes of %s: %w", url, err)
 	}
 	secs, err := strconv.Atoi(out.Attributes[string(sqstypes.QueueAttributeNameVisibilityTimeout)])
 	if err != nil {
-		return 0, fmt.Errorf("visibility timeout of %s: %w", url, err)
+		return 0, 0, fmt.Errorf("visibility timeout of %s: %w", url, err)
 	}
-	return time.Duration(secs) * time.Second, nil
+	maxReceive, err := redriveMaxReceiveCount(out.Attributes[string(sqstypes.QueueAttributeNameRedrivePolicy)])
+	if err != nil {
+		return 0, 0, fmt.Errorf("redrive policy of %s: %w", url, err)
+	}
+	return time.Duration(secs) * time.Second, maxReceive, nil
+}
+
+// redriveMaxReceiveCount parses a RedrivePolicy attribute's maxReceiveCount,
+// which SQS gives as a number or a string; "" (no policy) is 0.
+func redriveMaxReceiveCount(policy string) (int, error) {
+	if policy == "" {
+		return 0, nil
+	}
+	var p struct {
+		MaxReceiveCount json.RawMessage `json:"maxReceiveCount"`
+	}
+	if err := json.Unmarshal([]byte(policy), &p); err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(strings.Trim(string(p.MaxReceiveCount), `"`))
+	if err != nil {
+		return 0, fmt.Errorf("maxReceiveCount %s: %w", p.MaxReceiveCount, err)
+	}
+	return n, nil
 }
 
 // buildHandler chains the configured handlers in order.

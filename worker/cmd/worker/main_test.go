@@ -262,3 +262,19 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		t.Errorf("run: %v, want an error naming WAHOOK_PROCESSORS", err)
 	}
 }
+
+func TestRedriveMaxReceiveCount(t *testing.T) {
+	t.Parallel()
+	for policy, want := range map[string]int{
+		"": 0,
+		`{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:dlq","maxReceiveCount":"7"}`: 7,
+		`{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:dlq","maxReceiveCount":10}`:  10,
+	} {
+		if got, err := redriveMaxReceiveCount(policy); err != nil || got != want {
+			t.Errorf("%q: %d, %v; want %d", policy, got, err, want)
+		}
+	}
+	if _, err := redriveMaxReceiveCount(`{"maxReceiveCount":"x"}`); err == nil {
+		t.Error("a non-numeric maxReceiveCount parsed")
+	}
+}

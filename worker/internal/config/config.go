@@ -84,9 +84,19 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("WAHOOK_LEASE_DURATION: %s must not be negative", c.LeaseDuration))
 	} else if c.LeaseDuration > 0 && c.LeaseDuration < time.Second {
 		errs = append(errs, fmt.Errorf("WAHOOK_LEASE_DURATION: %s is under 1s", c.LeaseDuration))
+	} else if c.LeaseDuration > 0 && c.LeaseDuration < c.VisibilityTimeout {
+		// Heartbeats come every third of the visibility timeout and extend
+		// the lease by its duration: a shorter lease lapses between them.
+		errs = append(errs, fmt.Errorf("WAHOOK_LEASE_DURATION: %s is under WAHOOK_VISIBILITY_TIMEOUT %s",
+			c.LeaseDuration, c.VisibilityTimeout))
 	}
 	if c.MaxAttempts < 1 {
 		errs = append(errs, fmt.Errorf("WAHOOK_MAX_ATTEMPTS: %d must be at least 1", c.MaxAttempts))
+	} else if c.MaxReceiveCount < c.MaxAttempts+2 {
+		// Receives that add no attempt (a lease held elsewhere, the breaker,
+		// a shutdown) must not let SQS redrive before the worker's own Fail.
+		errs = append(errs, fmt.Errorf("WAHOOK_MAX_RECEIVE_COUNT: %d is under WAHOOK_MAX_ATTEMPTS %d + 2",
+			c.MaxReceiveCount, c.MaxAttempts))
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("WAHOOK_SHUTDOWN_TIMEOUT: %s must be positive", c.ShutdownTimeout))
@@ -96,6 +106,10 @@ func (c Config) Validate() error {
 	}
 	if c.RetryBase <= 0 || c.RetryMax < c.RetryBase {
 		errs = append(errs, fmt.Errorf("WAHOOK_RETRY_BASE, WAHOOK_RETRY_MAX: want 0 < base (%s) <= max (%s)", c.RetryBase, c.RetryMax))
+	} else if c.RetryMax > time.Hour {
+		// Retries hide the message with its visibility timeout, which SQS
+		// caps at 12 hours from the receive.
+		errs = append(errs, fmt.Errorf("WAHOOK_RETRY_MAX: %s is over 1h", c.RetryMax))
 	}
 	if c.BreakerThreshold < 1 {
 		errs = append(errs, fmt.Errorf("WAHOOK_BREAKER_THRESHOLD: %d must be at least 1", c.BreakerThreshold))

@@ -48,10 +48,30 @@ func TestErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"WAHOOK_HANDLERS": "audit"}, "WAHOOK_AUDIT_TABLE"},
 		{map[string]string{"WAHOOK_VISIBILITY_TIMEOUT": "1500ms"}, "WAHOOK_VISIBILITY_TIMEOUT"},
 		{map[string]string{"WAHOOK_SHUTDOWN_TIMEOUT": "x"}, "WAHOOK_SHUTDOWN_TIMEOUT"},
+		// Cross-checks name both variables.
+		{map[string]string{"WAHOOK_LEASE_DURATION": "10s"}, "WAHOOK_LEASE_DURATION: 10s is under WAHOOK_VISIBILITY_TIMEOUT 20s"},
+		{map[string]string{"WAHOOK_LEASE_DURATION": "29s", "WAHOOK_VISIBILITY_TIMEOUT": "30s"}, "WAHOOK_VISIBILITY_TIMEOUT 30s"},
+		{map[string]string{"WAHOOK_MAX_RECEIVE_COUNT": "6"}, "WAHOOK_MAX_RECEIVE_COUNT: 6 is under WAHOOK_MAX_ATTEMPTS 5 + 2"},
+		{map[string]string{"WAHOOK_MAX_ATTEMPTS": "9"}, "WAHOOK_MAX_RECEIVE_COUNT: 10 is under WAHOOK_MAX_ATTEMPTS 9 + 2"},
+		{map[string]string{"WAHOOK_RETRY_MAX": "61m"}, "WAHOOK_RETRY_MAX: 1h1m0s is over 1h"},
 	} {
 		_, err := shared.LoadFrom[config.Config](tc.env)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: err %v, want it to mention %s", tc.env, err, tc.want)
+		}
+	}
+}
+
+// The bounds of the cross-checks are accepted.
+func TestCrossChecksAtTheirBounds(t *testing.T) {
+	t.Parallel()
+	for _, env := range []map[string]string{
+		{"WAHOOK_LEASE_DURATION": "20s"},
+		{"WAHOOK_MAX_RECEIVE_COUNT": "7"},
+		{"WAHOOK_RETRY_MAX": "1h"},
+	} {
+		if _, err := shared.LoadFrom[config.Config](env); err != nil {
+			t.Errorf("%v: %v", env, err)
 		}
 	}
 }
