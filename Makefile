@@ -13,10 +13,12 @@ up:
 
 ## test: lint, then every module's tests with -race (unit, integration against local emulators, the e2e race suite in its CI form).
 test: tools lint
-	@set -e; for m in $(MODULES); do \
+	@set -e; for m in shared ingest worker; do \
 	  echo "== go test -race $$m"; \
 	  (cd $$m && $(GO) test -race -count=1 -timeout 20m $(TESTFLAGS) ./...); \
 	done
+	@echo "== go test -race -short e2e (the race suite in its CI form)"
+	cd e2e && $(GO) test -race -short -count=1 -timeout 15m $(TESTFLAGS) ./...
 
 ## lint: gofmt, go vet in every module, and a GOWORK=off build of each module.
 lint:
@@ -26,13 +28,13 @@ lint:
 	done
 	@echo "lint ok"
 
-## e2e: the race suite alone, long forms included.
+## e2e: the race suite alone, long forms included, binaries under test built with -race.
 e2e: tools
-	cd e2e && $(GO) test -race -count=1 -timeout 60m -v $(TESTFLAGS) ./...
+	cd e2e && WAHOOK_E2E_RACE_BINARIES=1 $(GO) test -race -count=1 -timeout 60m -v $(TESTFLAGS) ./...
 
 ## bench: the load benchmark against local emulators (prints numbers).
 bench: tools
-	cd e2e && $(GO) run ./cmd/bench
+	cd e2e && $(GO) run ./cmd/bench $(BENCHFLAGS)
 
 ## inspect: ledger states, messages-table rows and queue depths of the local stack (ROWS=1 prints rows).
 inspect:

@@ -102,7 +102,8 @@ type Options struct {
 
 	// BreakerThreshold is how many consecutive transient ledger failures open
 	// the breaker (default 5). BreakerProbeMin and BreakerProbeMax bound the
-	// backoff between probes (defaults 250ms and 15s).
+	// backoff between probes (defaults 250ms and 5s: a probe is one cheap read,
+	// and a short cap resumes work soon after an outage ends).
 	BreakerThreshold int
 	BreakerProbeMin  time.Duration
 	BreakerProbeMax  time.Duration
@@ -144,7 +145,7 @@ func (o *Options) setDefaults() error {
 	def(&o.BackendRetryBase, 100*time.Millisecond)
 	defInt(&o.BreakerThreshold, 5)
 	def(&o.BreakerProbeMin, 250*time.Millisecond)
-	def(&o.BreakerProbeMax, 15*time.Second)
+	def(&o.BreakerProbeMax, 5*time.Second)
 	def(&o.DeleteFlushInterval, 50*time.Millisecond)
 	switch {
 	case o.VisibilityTimeout < time.Second:

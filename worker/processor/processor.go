@@ -137,6 +137,7 @@ func (pr *processor) run(stop, hard, final context.Context) {
 		// Taken before the call: SQS's 12-hour visibility limit runs from the
 		// receive, never earlier than this.
 		receivedAt := time.Now()
+		pr.lastPoll.Store(receivedAt.UnixNano()) // a long poll under way counts
 		msgs, err := pr.receive(stop, maxMessages)
 		pr.lastPoll.Store(time.Now().UnixNano())
 		if err != nil {

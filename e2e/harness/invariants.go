@@ -1,0 +1,300 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/wahook/wahook/shared/ledger"
+)
+
+// Expect is what a scenario accepted and what it allows.
+type Expect struct {
+	// Keys are every event key an ingest answered 200 for.
+	Keys []string
+	// Reinvocable says which keys' handlers may run more than once (after a
+	// kill, a lost lease, an outage) — each time under a new claim, with a
+	// higher fencing token. nil: none; every key is handled exactly once.
+	Reinvocable func(key string) bool
+	// AmbiguousWrites is set when the workers' DynamoDB replies could be lost
+	// (network faults): the SDK may then retry the audit handler's counter
+	// increment, so the raw invocation counter may exceed the number of
+	// distinct attempts the handler recorded. The attempts still count.
+	AmbiguousWrites bool
+	// DLQ is the number of messages expected in the dead-letter queue.
+	DLQ int
+}
+
+// AnyKey lets every key be re-invoked.
+func AnyKey(string) bool { return true }
+
+// KeysIn lets the listed keys be re-invoked.
+func KeysIn(keys ...string) func(string) bool {
+	set := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		set[k] = true
+	}
+	return func(k string) bool { return set[k] }
+}
+
+// Tally is what the backends hold once a scenario settled: the numbers a
+// scenario reports.
+type Tally struct {
+	Keys        int // distinct keys expected
+	Done        int // ledger items done
+	Invocations int // handler invocations, summed over keys
+	Reinvoked   int // keys invoked more than once
+	MaxAttempt  int // highest fencing token seen
+	Ambiguous   int // keys whose invocation counter disagrees with their attempts
+	Rows        int // messages table rows
+	DLQ         int
+}
+
+func (t Tally) String() string {
+	s := fmt.Sprintf("%d keys: %d done, %d handler invocations (%d keys re-invoked, max attempt %d), %d message rows, DLQ %d",
+		t.Keys, t.Done, t.Invocations, t.Reinvoked, t.MaxAttempt, t.Rows, t.DLQ)
+	if t.Ambiguous > 0 {
+		s += fmt.Sprintf("; %d audit counters above their attempts (retried writes)", t.Ambiguous)
+	}
+	return s
+}
+
+// WamidOf returns the wamid of a ledger key (msg#<wamid>, status#<wamid>#<status>).
+func WamidOf(key string) string {
+	switch {
+	case strings.HasPrefix(key, "msg#"):
+		return strings.TrimPrefix(key, "msg#")
+	case strings.HasPrefix(key, "status#"):
+		rest := strings.TrimPrefix(key, "status#")
+		if i := strings.LastIndexByte(rest, '#'); i >= 0 {
+			return rest[:i]
+		}
+	}
+	return ""
+}
+
+// AwaitSettled waits until every key is done in the ledger and the queue is
+// empty, and returns how long that took. It fails the test with what is still
+// missing when timeout passes first.
+func (s *Stack) AwaitSettled(keys []string, timeout time.Duration) time.Duration {
+	s.t.Helper()
+	want := dedup(keys)
+	return Eventually(s.t, timeout, "all events done and queue drained", func(ctx context.Context) error {
+		items, err := s.Ledger(ctx)
+		if err != nil {
+			return err
+		}
+		byState := map[ledger.State]int{}
+		missing := 0
+		var example string
+		for _, k := range want {
+			it, ok := items[k]
+			switch {
+			case !ok:
+				missing++
+				example = k
+			case it.State != ledger.StateDone:
+				byState[it.State]++
+				example = k
+			}
+		}
+		q, dlq, err := s.Depth(ctx)
+		if err != nil {
+			return err
+		}
+		if missing > 0 || len(byState) > 0 {
+			return fmt.Errorf("%d/%d done; %d without a ledger item, not done: %v (e.g. %s); queue %s; DLQ %s",
+				len(want)-missing-sum(byState), len(want), missing, byState, example, q, dlq)
+		}
+		if q.Total() > 0 {
+			return fmt.Errorf("all %d keys done but the queue still holds %s", len(want), q)
+		}
+		return nil
+	})
+}
+
+func sum[K comparable](m map[K]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+func dedup(keys []string) []string {
+	seen := make(map[string]bool, len(keys))
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// CheckInvariants reads the ledger, the audit table, the messages table and
+// both queues, and reports every violation of the exactly-once contract:
+//
+//   - the ledger holds exactly the accepted keys, every one `done` (none left
+//     received, queued, processing or failed);
+//   - each key's handler ran at least once; more than once only for keys the
+//     scenario lets be re-invoked, and then only under a ledger attempt above
+//     1, never more often than its attempt, never twice with one fencing token;
+//   - the messages table has exactly one row per wamid;
+//   - the queue is empty, the DLQ holds e.DLQ messages.
+func (s *Stack) CheckInvariants(e Expect) Tally {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(s.t.Context(), time.Minute)
+	defer cancel()
+	tally, errs := s.invariants(ctx, e)
+	for _, err := range errs {
+		s.t.Errorf("invariant: %v", err)
+	}
+	s.CheckProcesses()
+	s.t.Logf("settled: %s", tally)
+	return tally
+}
+
+// maxListed bounds the examples one violation lists.
+const maxListed = 8
+
+func (s *Stack) invariants(ctx context.Context, e Expect) (Tally, []error) {
+	want := dedup(e.Keys)
+	tally := Tally{Keys: len(want)}
+	var errs []error
+	items, err := s.Ledger(ctx)
+	if err != nil {
+		return tally, []error{err}
+	}
+	audit, err := s.Audit(ctx)
+	if err != nil {
+		return tally, []error{err}
+	}
+	rows, err := s.Messages(ctx)
+	if err != nil {
+		return tally, []error{err}
+	}
+	q, dlq, err := s.Depth(ctx)
+	if err != nil {
+		return tally, []error{err}
+	}
+	tally.Rows, tally.DLQ = len(rows), dlq.Total()
+
+	wanted := make(map[string]bool, len(want))
+	wamids := map[string]bool{}
+	for _, k := range want {
+		wanted[k] = true
+		wamids[WamidOf(k)] = true
+	}
+
+	var missing, notDone, extra, noAudit, notOnce, unfenced, tokenReuse []string
+	for _, k := range want {
+		it, ok := items[k]
+		switch {
+		case !ok:
+			missing = append(missing, k)
+			continue
+		case it.State != ledger.StateDone:
+			notDone = append(notDone, fmt.Sprintf("%s=%s(attempt %d, owner %q, err %q)", k, it.State, it.Attempt, it.Owner, it.Error))
+		default:
+			tally.Done++
+		}
+		tally.MaxAttempt = max(tally.MaxAttempt, it.Attempt)
+		a, ok := audit[k]
+		if !ok || a.Invocations < 1 {
+			noAudit = append(noAudit, k)
+			continue
+		}
+		// Each recorded attempt is one invocation under its own claim.
+		runs := len(a.Attempts)
+		tally.Invocations += runs
+		if a.Invocations != runs {
+			tally.Ambiguous++
+			if !e.AmbiguousWrites || a.Invocations < runs {
+				tokenReuse = append(tokenReuse, fmt.Sprintf("%s: %d invocations under %d distinct attempts %v", k, a.Invocations, runs, a.Attempts))
+			}
+		}
+		if runs > 1 {
+			tally.Reinvoked++
+			if e.Reinvocable == nil || !e.Reinvocable(k) {
+				notOnce = append(notOnce, fmt.Sprintf("%s: invoked under attempts %v, ledger attempt %d", k, a.Attempts, it.Attempt))
+			}
+			if it.Attempt <= 1 || runs > it.Attempt {
+				unfenced = append(unfenced, fmt.Sprintf("%s: %d invocations but ledger attempt %d", k, runs, it.Attempt))
+			}
+		}
+		for n := range a.Attempts {
+			if n < 1 || n > it.Attempt {
+				tokenReuse = append(tokenReuse, fmt.Sprintf("%s: invoked with attempt %d, ledger attempt %d", k, n, it.Attempt))
+			}
+		}
+	}
+	for k, it := range items {
+		if !wanted[k] {
+			extra = append(extra, fmt.Sprintf("%s=%s", k, it.State))
+		}
+	}
+	var extraAudit []string
+	for k := range audit {
+		if !wanted[k] {
+			extraAudit = append(extraAudit, k)
+		}
+	}
+	var noRow, extraRow []string
+	for w := range wamids {
+		if _, ok := rows[w]; !ok {
+			noRow = append(noRow, w)
+		}
+	}
+	for w := range rows {
+		if !wamids[w] {
+			extraRow = append(extraRow, w)
+		}
+	}
+
+	report := func(what string, list []string) {
+		if len(list) == 0 {
+			return
+		}
+		sort.Strings(list)
+		shown := list[:min(len(list), maxListed)]
+		errs = append(errs, fmt.Errorf("%s: %d, e.g. %s", what, len(list), strings.Join(shown, "; ")))
+	}
+	report("accepted keys without a ledger item (LOST)", missing)
+	report("accepted keys not done", notDone)
+	report("ledger items for keys never accepted", extra)
+	report("done keys whose handler never ran", noAudit)
+	report("keys handled more than once that the scenario did not disturb (DOUBLE PROCESSING)", notOnce)
+	report("re-invocations without a new claim (DOUBLE PROCESSING)", unfenced)
+	report("invocations sharing or exceeding a fencing token", tokenReuse)
+	report("audit items for keys never accepted", extraAudit)
+	report("wamids without a messages row", noRow)
+	report("messages rows for unknown wamids", extraRow)
+	if q.Total() != 0 {
+		errs = append(errs, fmt.Errorf("queue not empty: %s", q))
+	}
+	if dlq.Total() != e.DLQ {
+		errs = append(errs, fmt.Errorf("DLQ holds %d messages (%s), want %d", dlq.Total(), dlq, e.DLQ))
+	}
+	return tally, errs
+}
+
+// ProcessedByWorkers sums processed_count over the running workers' health
+// reports.
+func (s *Stack) ProcessedByWorkers(ctx context.Context) (int64, error) {
+	var total int64
+	var errs []error
+	for _, w := range s.Processes(RoleWorker) {
+		h, err := w.Health(ctx)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		total += h.Processed()
+	}
+	return total, errors.Join(errs...)
+}

@@ -1,0 +1,156 @@
+package scenarios
+
+import (
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wahook/wahook/e2e/harness"
+)
+
+// The gate: Meta's handshake, signatures and malformed bodies. Nothing that
+// fails verification reaches the ledger.
+func TestWebhookGate(t *testing.T) {
+	s := harness.NewStack(t, harness.StackOptions{})
+	in := s.StartIngest(nil)
+	ctx := t.Context()
+	c := s.Client()
+
+	get := func(query string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, in.URL("/webhook?"+query), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b [256]byte
+		n, _ := resp.Body.Read(b[:])
+		return resp.StatusCode, string(b[:n])
+	}
+	if code, body := get("hub.mode=subscribe&hub.verify_token=" + s.VerifyToken + "&hub.challenge=1158201444"); code != 200 || body != "1158201444" {
+		t.Errorf("handshake: %d %q, want 200 1158201444", code, body)
+	}
+	if code, _ := get("hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1"); code != http.StatusForbidden {
+		t.Errorf("handshake with a wrong token: %d, want 403", code)
+	}
+
+	g := harness.NewGen(seed(t))
+	body := g.Payload(g.Messages(3), nil).JSON()
+	base := "http://" + in.Addr
+	for name, sig := range map[string]string{
+		"no signature":    "",
+		"wrong secret":    harness.Sign([]byte("not-the-secret"), body),
+		"not hex":         "sha256=zz",
+		"other algorithm": "sha1=" + harness.Sign([]byte(s.AppSecret), body)[7:],
+	} {
+		if r := c.PostSigned(ctx, base, body, sig); r.Status != http.StatusUnauthorized {
+			t.Errorf("%s: %v, want 401", name, r)
+		}
+	}
+	if r := c.PostTo(ctx, base, []byte(`{"entry":[`)); r.Status != http.StatusBadRequest {
+		t.Errorf("malformed JSON: %v, want 400", r)
+	}
+	items, err := s.Ledger(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != 0 {
+		t.Errorf("ledger holds %d items after only refused requests", len(items))
+	}
+}
+
+// Scenario 1: the same webhook twice, and 50 times at once, across two
+// ingest replicas → each event queued once and processed once.
+func TestDuplicateWebhook(t *testing.T) {
+	s := harness.NewStack(t, harness.StackOptions{})
+	s.StartIngest(nil)
+	s.StartIngest(nil)
+	s.StartWorker(harness.WorkerOptions{})
+	ctx := t.Context()
+	c := s.Client()
+	urls := s.IngestURLs()
+	g := harness.NewGen(seed(t))
+	var keys []string
+
+	// The seed's own payload, twice in a row, to each replica once.
+	seedBody := harness.SeedPayload("test_msg_001", "1234567890", "Test message", "1642248600")
+	first, second := c.PostTo(ctx, urls[0], seedBody), c.PostTo(ctx, urls[1], seedBody)
+	if !first.OK() || !second.OK() {
+		t.Fatalf("seed payload twice: %v, %v; want 200, 200", first, second)
+	}
+	if a, b := summaryOf(t, first), summaryOf(t, second); a.Queued != 1 || b.Queued != 0 || b.Duplicates != 1 {
+		t.Errorf("seed payload twice: first %+v, second %+v; want queued 1, then duplicate 1", a, b)
+	}
+	keys = append(keys, "msg#test_msg_001")
+
+	// 50 concurrent copies of the seed's shape, and of a realistic batch
+	// (text, image, interactive, statuses), each delivered like Meta (503s
+	// retried).
+	single := harness.SeedPayload("test_msg_002", "1234567890", "Test message", "1642248601")
+	var statuses []harness.Status
+	for range 2 {
+		statuses = append(statuses, g.Lifecycle(g.WAMID(), "16505551234")...)
+	}
+	batch := g.Payload(g.Messages(8), statuses)
+	keys = append(keys, "msg#test_msg_002")
+	keys = append(keys, batch.Keys()...)
+
+	const copies = 50
+	type result struct {
+		d   harness.Delivery
+		err error
+	}
+	results := make([]result, 2*copies)
+	var wg sync.WaitGroup
+	dctx, cancel := contextWithTimeout(t, time.Minute)
+	defer cancel()
+	for i := range 2 * copies {
+		body := single
+		if i%2 == 1 {
+			body = batch.JSON()
+		}
+		wg.Go(func() {
+			d, err := c.Deliver(dctx, body)
+			results[i] = result{d, err}
+		})
+	}
+	wg.Wait()
+	var queued, duplicates, retries int
+	for _, r := range results {
+		if r.err != nil {
+			t.Fatalf("delivery: %v", r.err)
+		}
+		retries += r.d.Retries()
+		for _, a := range r.d.Attempts {
+			if a.Err == nil && (a.Status == http.StatusOK || a.Status == http.StatusServiceUnavailable) {
+				sum := summaryOf(t, a)
+				queued += sum.Queued
+				if a.Status == http.StatusOK {
+					duplicates += sum.Duplicates
+				}
+			}
+		}
+	}
+	events := 1 + len(batch.Keys())
+	t.Logf("%d concurrent deliveries of %d distinct events: %d events queued, %d duplicates answered, %d Meta-style retries",
+		2*copies, events, queued, duplicates, retries)
+	if queued != events {
+		t.Errorf("ingest queued %d events, want each of the %d exactly once", queued, events)
+	}
+	if want := (copies-1)*len(batch.Keys()) + (copies - 1); duplicates < want {
+		t.Errorf("%d duplicates answered, want at least %d", duplicates, want)
+	}
+
+	took := s.AwaitSettled(keys, time.Minute)
+	tally := s.CheckInvariants(harness.Expect{Keys: keys})
+	if done := workerDone(t, s); done != tally.Keys {
+		t.Errorf("workers completed %d events, want %d", done, tally.Keys)
+	}
+	checkProcessed(t, s, tally.Done)
+	t.Logf("settled in %v", took.Round(time.Millisecond))
+}

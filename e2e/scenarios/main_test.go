@@ -1,0 +1,116 @@
+package scenarios
+
+import (
+	"context"
+	"encoding/json"
+	"hash/fnv"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/wahook/wahook/e2e/harness"
+)
+
+func TestMain(m *testing.M) { harness.Main(m) }
+
+// EnvSeed fixes the seed of every generator and of the chaos schedule.
+const EnvSeed = "WAHOOK_E2E_SEED"
+
+// form picks the CI form (-short) or the long form of a scenario's size.
+func form[T any](short, long T) T {
+	if testing.Short() {
+		return short
+	}
+	return long
+}
+
+// seed is WAHOOK_E2E_SEED, else a value derived from the test's name (stable
+// across runs, different across tests).
+func seed(t *testing.T) uint64 {
+	t.Helper()
+	if v := os.Getenv(EnvSeed); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("%s=%q: %v", EnvSeed, v, err)
+		}
+		return n
+	}
+	h := fnv.New64a()
+	h.Write([]byte(t.Name()))
+	return h.Sum64()
+}
+
+// ingestSummary is the body of ingest's answer to POST /webhook.
+type ingestSummary struct {
+	Received   int `json:"received"`
+	Queued     int `json:"queued"`
+	Duplicates int `json:"duplicates"`
+	Rejected   int `json:"rejected"`
+	Failed     int `json:"failed"`
+}
+
+func summaryOf(t *testing.T, r harness.Response) ingestSummary {
+	t.Helper()
+	var s ingestSummary
+	if err := json.Unmarshal([]byte(r.Body), &s); err != nil {
+		t.Fatalf("answer %v: body %q: %v", r, r.Body, err)
+	}
+	return s
+}
+
+func keysOf(ps []harness.Payload) []string {
+	var keys []string
+	for _, p := range ps {
+		keys = append(keys, p.Keys()...)
+	}
+	return keys
+}
+
+func bodiesOf(ps []harness.Payload) [][]byte {
+	out := make([][]byte, len(ps))
+	for i, p := range ps {
+		out[i] = p.JSON()
+	}
+	return out
+}
+
+// workerDone sums wahook_worker_events_total{result="done"} over the running
+// workers: completions as the workers counted them.
+func workerDone(t *testing.T, s *harness.Stack) int {
+	t.Helper()
+	n, err := s.SumMetric(t.Context(), harness.RoleWorker, "wahook_worker_events_total", "result", "done")
+	if err != nil {
+		t.Fatalf("worker metrics: %v", err)
+	}
+	return int(n)
+}
+
+func contextWithTimeout(t *testing.T, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(t.Context(), d)
+}
+
+// checkProcessed compares the workers' own health reports with the ledger:
+// the processed_count of every running worker, less the duplicate deliveries
+// they skipped, adds up to the events completed. Only meaningful when no
+// worker was stopped during the scenario (a stopped worker takes its counts
+// with it).
+func checkProcessed(t *testing.T, s *harness.Stack, completed int) {
+	t.Helper()
+	var processed int64
+	for _, w := range s.Processes(harness.RoleWorker) {
+		h, err := w.Health(t.Context())
+		if err != nil {
+			t.Fatalf("worker health: %v", err)
+		}
+		processed += h.Processed()
+	}
+	dups, err := s.SumMetric(t.Context(), harness.RoleWorker, "wahook_worker_duplicates_total")
+	if err != nil {
+		t.Fatalf("worker metrics: %v", err)
+	}
+	if got := processed - int64(dups); got != int64(completed) {
+		t.Errorf("workers' health: processed_count %d - %d duplicate deliveries = %d, want the %d events done in the ledger",
+			processed, int64(dups), got, completed)
+	}
+}
