@@ -1,0 +1,104 @@
+package scenarios
+
+import (
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/wahook/wahook/e2e/harness"
+	"github.com/wahook/wahook/shared/envelope"
+	"github.com/wahook/wahook/shared/webhook"
+)
+
+// Standard SQS queues deliver at least once: the same event can reach two
+// processors at the same time (SQS's own redelivery, or ingest sending twice
+// after taking over a crashed request's event). Here every envelope is put in
+// the queue three times, straight past ingest, while handlers are slowed so
+// that copies overlap across 2 workers × 4 processors. Only the ledger's claim
+// stands between those copies and a double run: each key must still be handled
+// exactly once, under attempt 1, and every extra copy deleted as a duplicate.
+func TestQueueDuplicateDelivery(t *testing.T) {
+	n := form(150, 600)
+	const copies = 3
+	s := harness.NewStack(t, harness.StackOptions{Visibility: 3 * time.Second})
+	w1 := s.StartWorker(harness.WorkerOptions{Processors: 4, AuditDelay: 300 * time.Millisecond})
+	w2 := s.StartWorker(harness.WorkerOptions{Processors: 4, AuditDelay: 300 * time.Millisecond})
+	g := harness.NewGen(seed(t))
+
+	var entries []sqstypes.SendMessageBatchRequestEntry
+	var keys []string
+	received := time.Now()
+	for _, p := range g.Batches(g.Messages(n), 10) {
+		b, err := webhook.Parse(p.JSON())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range b.Events {
+			body, err := envelope.FromEvent(ev, received).Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys = append(keys, ev.Key)
+			for range copies {
+				entries = append(entries, sqstypes.SendMessageBatchRequestEntry{
+					MessageBody: aws.String(string(body)),
+					MessageAttributes: map[string]sqstypes.MessageAttributeValue{
+						envelope.AttrKey:  {DataType: aws.String("String"), StringValue: aws.String(ev.Key)},
+						envelope.AttrKind: {DataType: aws.String("String"), StringValue: aws.String(string(ev.Kind))},
+					},
+				})
+			}
+		}
+	}
+	if len(keys) != n {
+		t.Fatalf("generated %d keys, want %d", len(keys), n)
+	}
+	rng := g.Rand()
+	rng.Shuffle(len(entries), func(i, j int) { entries[i], entries[j] = entries[j], entries[i] })
+
+	ctx, cancel := contextWithTimeout(t, 3*time.Minute)
+	defer cancel()
+	for len(entries) > 0 {
+		batch := entries[:min(10, len(entries))]
+		for i := range batch {
+			batch[i].Id = aws.String(strconv.Itoa(i))
+		}
+		out, err := s.Suite.Clients.SQS.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(s.QueueURL), Entries: batch})
+		if err != nil {
+			t.Fatalf("send copies: %v", err)
+		}
+		if len(out.Failed) != 0 {
+			t.Fatalf("queue refused %d copies: %+v", len(out.Failed), out.Failed[0])
+		}
+		entries = entries[len(batch):]
+	}
+
+	settled := s.AwaitSettled(keys, 2*time.Minute)
+	// Reinvocable is nil: a second run of any key, even under a new claim, fails.
+	tally := s.CheckInvariants(harness.Expect{Keys: keys})
+	if tally.MaxAttempt != 1 {
+		t.Errorf("highest ledger attempt %d, want 1: no copy may claim a key another copy holds or finished", tally.MaxAttempt)
+	}
+	if done := workerDone(t, s); done != n {
+		t.Errorf("workers completed %d events, want exactly %d", done, n)
+	}
+	dups, err := s.SumMetric(t.Context(), harness.RoleWorker, "wahook_worker_duplicates_total")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int(dups) != n*(copies-1) {
+		t.Errorf("workers deleted %d duplicate copies, want %d", int(dups), n*(copies-1))
+	}
+	checkProcessed(t, s, tally.Done)
+	h1, err1 := w1.Health(t.Context())
+	h2, err2 := w2.Health(t.Context())
+	if err1 != nil || err2 != nil {
+		t.Fatalf("worker health: %v, %v", err1, err2)
+	}
+	t.Logf("%d events × %d copies in the queue: settled in %v; %d duplicate copies deleted; processed_count %d+%d; %s",
+		n, copies, settled.Round(time.Millisecond), int(dups), h1.Processed(), h2.Processed(), tally)
+}
