@@ -6,24 +6,11 @@ import (
 	"testing"
 
 	"github.com/wahook/wahook/shared/webhook"
+	"github.com/wahook/wahook/shared/webhook/webhooktest"
 )
 
 // seedScenario1 is the seed guide's payload: no object, field or metadata.
-const seedScenario1 = `{
-    "entry": [{
-      "id": "page_id",
-      "changes": [{
-        "value": {
-          "messages": [{
-            "id": "test_msg_001",
-            "from": "1234567890",
-            "text": {"body": "Test message"},
-            "timestamp": "1642248600"
-          }]
-        }
-      }]
-    }]
-  }`
+const seedScenario1 = webhooktest.SeedScenario1
 
 const metaBatch = `{
   "object": "whatsapp_business_account",

@@ -24,6 +24,7 @@ import (
 	"github.com/wahook/wahook/shared/awstest"
 	"github.com/wahook/wahook/shared/config"
 	"github.com/wahook/wahook/shared/health"
+	"github.com/wahook/wahook/shared/webhook/webhooktest"
 )
 
 var emu *awstest.Emulators
@@ -32,21 +33,7 @@ func TestMain(m *testing.M) { awstest.Main(m, &emu) }
 
 // The seed's Scenario 1 request, exactly as its curl sends it (no signature:
 // this instance runs with WAHOOK_INSECURE_SKIP_SIGNATURE=true).
-const seedBody = `{
-    "entry": [{
-      "id": "page_id", 
-      "changes": [{
-        "value": {
-          "messages": [{
-            "id": "test_msg_001",
-            "from": "1234567890",
-            "text": {"body": "Test message"},
-            "timestamp": "1642248600"
-          }]
-        }
-      }]
-    }]
-  }`
+const seedBody = webhooktest.SeedScenario1
 
 // instance is one serve() running against the emulators, with its own table
 // and queue names.

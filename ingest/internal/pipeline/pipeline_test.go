@@ -22,24 +22,11 @@ import (
 	"github.com/wahook/wahook/shared/envelope"
 	"github.com/wahook/wahook/shared/ledger"
 	"github.com/wahook/wahook/shared/webhook"
+	"github.com/wahook/wahook/shared/webhook/webhooktest"
 )
 
 // seedBody is the seed's Scenario 1 payload as written: no object, field or metadata.
-const seedBody = `{
-    "entry": [{
-      "id": "page_id",
-      "changes": [{
-        "value": {
-          "messages": [{
-            "id": "test_msg_001",
-            "from": "1234567890",
-            "text": {"body": "Test message"},
-            "timestamp": "1642248600"
-          }]
-        }
-      }]
-    }]
-  }`
+const seedBody = webhooktest.SeedScenario1
 
 const seedMessage = `{"id":"test_msg_001","from":"1234567890","text":{"body":"Test message"},"timestamp":"1642248600"}`
 

@@ -27,6 +27,7 @@ import (
 	"github.com/wahook/wahook/shared/health"
 	"github.com/wahook/wahook/shared/logging"
 	"github.com/wahook/wahook/shared/webhook"
+	"github.com/wahook/wahook/shared/webhook/webhooktest"
 )
 
 const (
@@ -35,21 +36,7 @@ const (
 )
 
 // seedBody is the seed's Scenario 1 payload: no object, field or metadata.
-const seedBody = `{
-    "entry": [{
-      "id": "page_id",
-      "changes": [{
-        "value": {
-          "messages": [{
-            "id": "test_msg_001",
-            "from": "1234567890",
-            "text": {"body": "Test message"},
-            "timestamp": "1642248600"
-          }]
-        }
-      }]
-    }]
-  }`
+const seedBody = webhooktest.SeedScenario1
 
 // fakeProcessor records the batches it gets and answers with result (or, when
 // result is nil, queues every event).
