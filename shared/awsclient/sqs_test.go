@@ -417,8 +417,15 @@ func TestSQSMessageAttributes(t *testing.T) {
 // 1000 messages sent with SendMessageBatch, received by 10 concurrent
 // receivers: every message arrives within one visibility timeout, none twice.
 // Bodies are 16 KiB so each ReceiveMessage response is ~160 KiB (the large
-// responses of the io.WriterTo issue). Run with the workaround on (default)
-// and off, counting HTTP attempts to see whether the SDK retried silently.
+// responses of the io.WriterTo issue). Run with the workaround on (what
+// awsclient builds) and off, counting HTTP attempts to see whether the SDK
+// retried silently.
+//
+// With the workaround the test is strict. Without it the upstream bug
+// (aws/aws-sdk-go-v2 #2737, #1825) does reproduce against ElasticMQ now and
+// then under load — net/http closes the connection mid-read ("use of closed
+// network connection"), the SDK retries, and that attempt's messages stay
+// hidden for a visibility timeout — so that run only reports what it saw.
 func TestSQS1000Messages(t *testing.T) {
 	for _, expose := range []bool{false, true} {
 		name := "workaround"
@@ -534,6 +541,12 @@ func run1000(t *testing.T, exposeWriterTo bool) {
 		counter.doErrors.Load(), counter.bodyErrors.Load(), counter.lastErr.Load())
 	for _, err := range recvErrs {
 		t.Errorf("ReceiveMessage: %v", err)
+	}
+	if exposeWriterTo {
+		if len(seen) != total {
+			t.Logf("without the workaround %d of %d messages were hidden by a silently retried receive: the upstream bug", total-len(seen), total)
+		}
+		return
 	}
 	if len(seen) != total {
 		t.Errorf("received %d distinct messages within the %d s visibility timeout, want %d (missing ones were received by a silently retried attempt, or lost)", len(seen), visibility, total)
