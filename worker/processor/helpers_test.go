@@ -465,3 +465,29 @@ func (f *flakyDB) GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// startWithLedgerDown sends n events, then starts processors whose ledger
+// fails every call with a connection error (flip flaky.down to recover),
+// with a breaker that opens after 2 failures and probes every 100ms..probeMax.
+// The handler records its invocations.
+func (e *env) startWithLedgerDown(t *testing.T, n, processors int, probeMax time.Duration) (*flakyDB, *invocations, *running) {
+	t.Helper()
+	flaky := &flakyDB{DB: e.clients.DynamoDB}
+	flaky.down.Store(true)
+	store, err := ledger.New(flaky, e.ledger.Table(), ledger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		e.send(envelopeBody(t, key(i)))
+	}
+	inv := &invocations{}
+	r := e.start(processor.Options{
+		Processors: processors, BreakerThreshold: 2, BackendAttempts: 1,
+		BreakerProbeMin: 100 * time.Millisecond, BreakerProbeMax: probeMax,
+	}, processor.HandlerFunc(func(ctx context.Context, ev processor.Event) error {
+		inv.add(ev)
+		return nil
+	}), func(d *processor.Deps) { d.Ledger = store })
+	return flaky, inv, r
+}

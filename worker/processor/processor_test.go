@@ -465,24 +465,8 @@ func TestShutdownGivesBackSlowHandler(t *testing.T) {
 func TestBreakerStopsReceivingWhileLedgerDown(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, time.Second)
-	flaky := &flakyDB{DB: e.clients.DynamoDB}
-	flaky.down.Store(true)
-	store, err := ledger.New(flaky, e.ledger.Table(), ledger.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	const n = 3
-	for i := range n {
-		e.send(envelopeBody(t, key(i)))
-	}
-	var inv invocations
-	r := e.start(processor.Options{
-		Processors: 2, BreakerThreshold: 2, BackendAttempts: 1, BreakerProbeMin: 100 * time.Millisecond,
-		BreakerProbeMax: 400 * time.Millisecond,
-	}, processor.HandlerFunc(func(ctx context.Context, ev processor.Event) error {
-		inv.add(ev)
-		return nil
-	}), func(d *processor.Deps) { d.Ledger = store })
+	flaky, inv, r := e.startWithLedgerDown(t, n, 2, 400*time.Millisecond)
 
 	eventually(t, 10*time.Second, "the breaker to open", func() bool { return r.pool.Breaker() == processor.BreakerOpen })
 	eventually(t, 5*time.Second, "every processor to pause", func() bool {
@@ -563,24 +547,8 @@ func TestProcessorIDs(t *testing.T) {
 func TestHalfOpenReceivesOneMessageAtATime(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, time.Second)
-	flaky := &flakyDB{DB: e.clients.DynamoDB}
-	flaky.down.Store(true)
-	store, err := ledger.New(flaky, e.ledger.Table(), ledger.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	const n = 10
-	for i := range n {
-		e.send(envelopeBody(t, key(i)))
-	}
-	var inv invocations
-	r := e.start(processor.Options{
-		Processors: 3, BreakerThreshold: 2, BackendAttempts: 1, BreakerProbeMin: 100 * time.Millisecond,
-		BreakerProbeMax: 200 * time.Millisecond,
-	}, processor.HandlerFunc(func(ctx context.Context, ev processor.Event) error {
-		inv.add(ev)
-		return nil
-	}), func(d *processor.Deps) { d.Ledger = store })
+	flaky, inv, r := e.startWithLedgerDown(t, n, 3, 200*time.Millisecond)
 
 	eventually(t, 10*time.Second, "every processor to pause", func() bool {
 		for _, s := range r.pool.Status() {
