@@ -43,7 +43,9 @@ if running "$run/dynalite.pid"; then
   log "dynalite already running (pid $(cat "$run/dynalite.pid"))"
 else
   command -v node >/dev/null || { log "node not found"; exit 1; }
-  setsid nohup node --max-old-space-size=256 "$tools/dynalite/node_modules/dynalite/cli.js" \
+  # abort-guard.js: dynalite 4.0.0 otherwise dies when a client aborts a request.
+  setsid nohup node --max-old-space-size=256 --require "$here/dynalite/abort-guard.js" \
+    "$tools/dynalite/node_modules/dynalite/cli.js" \
     --host "$ddb_host" --port "$ddb_port" \
     --createTableMs 0 --deleteTableMs 0 --updateTableMs 0 \
     >>"$logs/dynalite.log" 2>&1 </dev/null &

@@ -134,8 +134,13 @@ func Start(ctx context.Context) (*Emulators, error) {
 		tools = filepath.Join(lsDir, ".tools")
 	}
 	dynCLI := filepath.Join(tools, "dynalite", "node_modules", "dynalite", "cli.js")
+	// dynalite dies when a client aborts a request mid-body; the guard keeps it up.
+	dynGuard := filepath.Join(lsDir, "dynalite", "abort-guard.js")
 	emqLib := filepath.Join(tools, "elasticmq", "lib")
 	jars, _ := filepath.Glob(filepath.Join(emqLib, "elasticmq-server_*.jar"))
+	if _, err := os.Stat(dynGuard); err != nil {
+		return nil, fmt.Errorf("awstest: %w", err)
+	}
 	if _, err := os.Stat(dynCLI); err != nil || len(jars) == 0 {
 		return nil, fmt.Errorf("awstest: emulators not installed in %s: run %s",
 			tools, filepath.Join(lsDir, "install.sh"))
@@ -171,7 +176,7 @@ func Start(ctx context.Context) (*Emulators, error) {
 
 	specs := map[Service]func(port int) (*exec.Cmd, error){
 		DynamoDB: func(port int) (*exec.Cmd, error) {
-			return exec.Command(node, "--max-old-space-size=256", dynCLI,
+			return exec.Command(node, "--max-old-space-size=256", "--require", dynGuard, dynCLI,
 				"--host", "127.0.0.1", "--port", strconv.Itoa(port),
 				"--createTableMs", "0", "--deleteTableMs", "0", "--updateTableMs", "0"), nil
 		},
