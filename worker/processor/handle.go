@@ -1,0 +1,216 @@
+package processor
+
+// One message's lifecycle: decode, claim, handler, and the write that records its result.
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"go.uber.org/zap"
+
+	"github.com/wahook/wahook/shared/awserr"
+	"github.com/wahook/wahook/shared/envelope"
+	"github.com/wahook/wahook/shared/ledger"
+	"github.com/wahook/wahook/shared/logging"
+)
+
+// handle takes one message through decode, claim, handler and the write that
+// records the handler's result. stop ending means shutdown has begun; hard
+// ending means its grace period is over. receivedAt is when the receive began.
+func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, receivedAt time.Time) {
+	pr.inFlight.Add(1)
+	pr.metrics.inFlight.Inc()
+	defer func() {
+		pr.inFlight.Add(-1)
+		pr.metrics.inFlight.Dec()
+	}()
+	receipt := aws.ToString(m.ReceiptHandle)
+	log := pr.log.With(logging.MessageID(aws.ToString(m.MessageId)))
+	body := []byte(aws.ToString(m.Body))
+	env, err := envelope.Decode(body)
+	if err != nil {
+		pr.poison(m, err, log)
+		return
+	}
+	log = log.With(logging.Key(env.Key))
+	if stop.Err() != nil {
+		// Shutting down before the claim: hand the message to another worker now.
+		pr.setVisibility(pr.final, receipt, 0, log)
+		return
+	}
+	if pr.breaker.State() == BreakerOpen {
+		// Leave the message: it reappears after its visibility timeout.
+		log.Warn("ledger breaker open; leaving the message")
+		pr.result(ResultBackendError)
+		return
+	}
+
+	var claim ledger.Claim
+	// One token for every retry of this delivery's claim: a retry after a
+	// timeout whose write landed is then recognised as ours, not refused.
+	token := rand.Text()
+	err = pr.retry(hard, "claim", true, func(ctx context.Context) error {
+		c, err := pr.deps.Ledger.Claim(ctx, env.Key, pr.id, token, pr.opts.LeaseDuration)
+		claim = c
+		return err
+	})
+	var refused *ledger.ClaimRefusedError
+	switch {
+	case err == nil:
+	case errors.As(err, &refused) && refused.Finished():
+		pr.metrics.duplicates.Inc()
+		pr.result(ResultDuplicate)
+		log.Info("duplicate delivery: event already finished; deleting the message", zap.String("state", string(refused.State)))
+		pr.del.add(deletion{receipt: receipt, log: log})
+		return
+	case errors.As(err, &refused):
+		// Another processor holds a live lease: look again when it runs out.
+		pr.metrics.claimConflicts.Inc()
+		pr.result(ResultConflict)
+		wait := visibilitySeconds(time.Until(refused.LeaseUntil), time.Since(receivedAt), 1)
+		log.Info("event held by another processor; leaving the message until its lease ends",
+			zap.String("owner", refused.Owner), zap.Time("lease_until", refused.LeaseUntil), zap.Int32("visibility_s", wait))
+		pr.setVisibility(pr.final, receipt, wait, log)
+		return
+	case errors.Is(err, ledger.ErrConflict):
+		pr.metrics.claimConflicts.Inc()
+		pr.result(ResultConflict)
+		log.Info("event changing under concurrent claims; leaving the message", zap.Error(err))
+		return
+	default:
+		pr.result(ResultBackendError)
+		log.Error("claim failed; leaving the message to reappear", zap.Bool("transient", awserr.Transient(err)), zap.Error(err))
+		return
+	}
+
+	log = log.With(logging.Attempt(claim.Attempt))
+	ev := Event{
+		Envelope: env, Body: body, Attempt: claim.Attempt, ProcessorID: pr.id,
+		MessageID: aws.ToString(m.MessageId), ReceiveCount: receiveCount(m),
+	}
+	// The results are recorded even when the grace period is over, within
+	// final's short bound.
+	w := pr.final
+	if claim.Attempt > pr.opts.MaxAttempts {
+		// Claimed more often than allowed without a recorded result: earlier
+		// runs crashed or lost their leases. Do not run it again.
+		pr.fail(w, m, claim, receivedAt, fmt.Errorf("attempts exhausted: attempt %d of %d without a result", claim.Attempt, pr.opts.MaxAttempts), log)
+		return
+	}
+	log.Debug("claimed", zap.Int("receive_count", ev.ReceiveCount))
+
+	lost, herr := pr.invoke(hard, ev, &claim, receipt, receivedAt, log)
+	switch {
+	case lost:
+		pr.metrics.leasesLost.Inc()
+		pr.result(ResultLeaseLost)
+		log.Warn("lease lost while the handler ran; not completing, not deleting", zap.NamedError("handler_error", herr))
+	case herr == nil:
+		err := pr.retry(w, "complete", true, func(ctx context.Context) error { return pr.deps.Ledger.Complete(ctx, claim) })
+		if pr.ledgerWriteFailed(err, "complete", log) {
+			return
+		}
+		pr.result(ResultDone)
+		log.Info("event done")
+		pr.del.add(deletion{receipt: receipt, log: log})
+	case hard.Err() != nil:
+		pr.giveBack(w, claim, receipt, 0, receivedAt, "shutdown: "+herr.Error(), ResultShutdown, log)
+	case IsPermanent(herr):
+		pr.fail(w, m, claim, receivedAt, herr, log)
+	case claim.Attempt >= pr.opts.MaxAttempts:
+		pr.fail(w, m, claim, receivedAt, fmt.Errorf("attempts exhausted (%d): %w", claim.Attempt, herr), log)
+	case pr.lastReceive(m):
+		// Given back, the message would be redriven to the dead-letter queue
+		// by SQS with the ledger left queued: dead-letter it ourselves so
+		// that ledger and dead-letter queue agree.
+		pr.fail(w, m, claim, receivedAt, fmt.Errorf("receive count %d reaches the queue's max receive count %d: %w",
+			ev.ReceiveCount, pr.opts.MaxReceiveCount, herr), log)
+	default:
+		delay, requested := RequestedDelay(herr)
+		if !requested {
+			delay = backoff(claim.Attempt, pr.opts.RetryBase, pr.opts.RetryMax)
+		}
+		log.Warn("handler failed; giving the event back to retry", zap.Duration("delay", delay),
+			zap.Bool("requested_delay", requested), zap.Error(herr))
+		pr.giveBack(w, claim, receipt, max(delay, time.Second), receivedAt, herr.Error(), ResultRetry, log)
+	}
+}
+
+// lastReceive reports whether m may not be received again before SQS
+// redrives it: its receive count is at the queue's max receive count less one.
+func (pr *processor) lastReceive(m sqstypes.Message) bool {
+	return pr.opts.MaxReceiveCount > 0 && receiveCount(m) >= pr.opts.MaxReceiveCount-1
+}
+
+// ledgerWriteFailed handles the error of a write that records a result, and
+// reports whether there was one.
+func (pr *processor) ledgerWriteFailed(err error, op string, log *zap.Logger) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, ledger.ErrLeaseLost):
+		pr.metrics.leasesLost.Inc()
+		pr.result(ResultLeaseLost)
+		log.Warn("lease lost before the result was recorded; not deleting", zap.String("op", op), zap.Error(err))
+	default:
+		// The claim stays ours until its lease runs out; then the event is
+		// claimed again.
+		pr.result(ResultBackendError)
+		log.Error("recording the result failed; the event will be claimed again after its lease",
+			zap.String("op", op), zap.Bool("transient", awserr.Transient(err)), zap.Error(err))
+	}
+	return true
+}
+
+// invoke runs the handler under the handler timeout, heartbeating while it
+// runs. lost reports that a heartbeat found the lease taken over (the
+// handler's context was then cancelled).
+func (pr *processor) invoke(hard context.Context, ev Event, claim *ledger.Claim, receipt string, receivedAt time.Time,
+	log *zap.Logger) (lost bool, err error) {
+	hctx, cancel := context.WithCancelCause(hard)
+	defer cancel(nil)
+	tctx, cancelTimeout := context.WithTimeoutCause(hctx, pr.opts.HandlerTimeout, ErrHandlerTimeout)
+	defer cancelTimeout()
+
+	var leaseLost atomic.Bool
+	var heartbeat sync.WaitGroup
+	hbCtx, stopHeartbeat := context.WithCancel(hard)
+	if !pr.opts.DisableHeartbeat {
+		heartbeat.Go(func() {
+			if pr.heartbeat(hbCtx, claim, receipt, receivedAt, log) {
+				leaseLost.Store(true)
+				cancel(ErrLeaseLost)
+			}
+		})
+	}
+	start := time.Now()
+	err = pr.call(tctx, ev, log)
+	// Heartbeats stop before anything else happens to the message.
+	stopHeartbeat()
+	heartbeat.Wait()
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	pr.metrics.handlerDuration.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
+	return leaseLost.Load(), err
+}
+
+// call runs the handler, turning a panic into a retryable error.
+func (pr *processor) call(ctx context.Context, ev Event, log *zap.Logger) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("handler panicked", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+			err = fmt.Errorf("handler panicked: %v", r)
+		}
+	}()
+	return pr.deps.Handler.Handle(ctx, ev)
+}

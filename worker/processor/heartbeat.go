@@ -1,0 +1,76 @@
+package processor
+
+// Heartbeats and visibility: keeping a message hidden and its lease alive while its handler runs.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"go.uber.org/zap"
+
+	"github.com/wahook/wahook/shared/ledger"
+)
+
+// heartbeat renews the lease and the message's visibility every third of the
+// visibility timeout until ctx ends. It reports whether the lease was lost.
+func (pr *processor) heartbeat(ctx context.Context, claim *ledger.Claim, receipt string, receivedAt time.Time, log *zap.Logger) bool {
+	t := time.NewTicker(pr.opts.VisibilityTimeout / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+		err := pr.retry(ctx, "extend", true, func(ctx context.Context) error {
+			return pr.deps.Ledger.Extend(ctx, claim, pr.opts.LeaseDuration)
+		})
+		if ctx.Err() != nil {
+			return false
+		}
+		if errors.Is(err, ledger.ErrLeaseLost) {
+			pr.metrics.heartbeats.WithLabelValues("lease_lost").Inc()
+			log.Warn("heartbeat: lease lost; cancelling the handler", zap.Error(err))
+			return true
+		}
+		if err != nil {
+			pr.metrics.heartbeats.WithLabelValues("error").Inc()
+			log.Warn("heartbeat: extending the lease failed", zap.Error(err))
+			continue
+		}
+		secs := visibilitySeconds(pr.opts.VisibilityTimeout, time.Since(receivedAt), 1)
+		if err := pr.changeVisibility(ctx, receipt, secs); err != nil {
+			if ctx.Err() != nil {
+				return false
+			}
+			pr.metrics.heartbeats.WithLabelValues("error").Inc()
+			log.Warn("heartbeat: extending the visibility failed", zap.Error(err))
+			continue
+		}
+		pr.metrics.heartbeats.WithLabelValues("ok").Inc()
+		log.Debug("heartbeat", zap.Time("lease_until", claim.LeaseUntil))
+	}
+}
+
+// setVisibility changes the message's visibility, logging a failure (the
+// message then reappears at its current visibility timeout).
+func (pr *processor) setVisibility(ctx context.Context, receipt string, secs int32, log *zap.Logger) {
+	if err := pr.changeVisibility(ctx, receipt, secs); err != nil {
+		log.Warn("changing the message's visibility failed", zap.Int32("visibility_s", secs), zap.Error(err))
+	}
+}
+
+func (pr *processor) changeVisibility(ctx context.Context, receipt string, secs int32) error {
+	return pr.retry(ctx, "change visibility", false, func(ctx context.Context) error {
+		_, err := pr.deps.Queue.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
+			QueueUrl: &pr.opts.QueueURL, ReceiptHandle: &receipt, VisibilityTimeout: secs,
+		})
+		if err != nil {
+			return fmt.Errorf("change visibility to %ds: %w", secs, err)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,53 @@
+package processor
+
+// The writes that end one claim: give back or fail.
+
+import (
+	"context"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"go.uber.org/zap"
+
+	"github.com/wahook/wahook/shared/ledger"
+)
+
+// giveBack returns the claim to the ledger and makes the message visible
+// again after delay (at most 12 hours after receivedAt, SQS's limit).
+func (pr *processor) giveBack(ctx context.Context, claim ledger.Claim, receipt string, delay time.Duration, receivedAt time.Time,
+	reason, result string, log *zap.Logger) {
+	err := pr.retry(ctx, "give back", true, func(ctx context.Context) error {
+		return pr.deps.Ledger.GiveBack(ctx, claim, truncate(reason))
+	})
+	if pr.ledgerWriteFailed(err, "give back", log) {
+		return
+	}
+	secs := int32(0)
+	if delay > 0 {
+		secs = visibilitySeconds(delay, time.Since(receivedAt), 1)
+	}
+	pr.setVisibility(ctx, receipt, secs, log)
+	pr.result(result)
+	log.Info("event given back", zap.String("result", result), zap.Int32("visible_in_s", secs))
+}
+
+// fail dead-letters the message, marks the event failed and deletes the
+// message. The dead-letter send comes first: should the ledger write fail, a
+// copy too many in the dead-letter queue beats none.
+func (pr *processor) fail(ctx context.Context, m sqstypes.Message, claim ledger.Claim, receivedAt time.Time, cause error, log *zap.Logger) {
+	reason := truncate(cause.Error())
+	if err := pr.deadLetter(ctx, m, ResultFailed, reason, claim.Attempt); err != nil {
+		log.Error("dead-letter send failed; giving the event back to try again", zap.NamedError("cause", cause), zap.Error(err))
+		pr.giveBack(ctx, claim, aws.ToString(m.ReceiptHandle), backoff(claim.Attempt, pr.opts.RetryBase, pr.opts.RetryMax),
+			receivedAt, "dead-letter send failed: "+err.Error(), ResultBackendError, log)
+		return
+	}
+	err := pr.retry(ctx, "fail", true, func(ctx context.Context) error { return pr.deps.Ledger.Fail(ctx, claim, reason) })
+	if pr.ledgerWriteFailed(err, "fail", log) {
+		return
+	}
+	pr.result(ResultFailed)
+	log.Error("event failed for good; dead-lettered", zap.Error(cause))
+	pr.del.add(deletion{receipt: aws.ToString(m.ReceiptHandle), log: log})
+}
