@@ -69,6 +69,12 @@ var (
 	ErrDuplicate = errors.New("ledger: duplicate event")
 	// ErrInFlight: another ingest is enqueuing the event right now; ask again later.
 	ErrInFlight = errors.New("ledger: event being enqueued by another request")
+	// ErrOutcomeUnknown: a fenced write failed its condition and the read that
+	// would tell whether the write had landed (an SDK retry) or the claim was
+	// lost failed too. Nothing is known: the caller retries the write, which is
+	// idempotent, rather than giving the event up as lost. The read's error is
+	// wrapped beside it.
+	ErrOutcomeUnknown = errors.New("ledger: outcome unknown")
 )
 
 // ClaimRefusedError says why Claim did not take the key.
@@ -479,7 +485,8 @@ const ownedCondition = "#state = :processing AND #owner = :me AND #attempt = :at
 
 // owned runs a write fenced by c. landed recognises, after a failed condition,
 // that the write is in place already: the SDK retried a request whose first
-// attempt had landed.
+// attempt had landed. When the read that decides it fails, the outcome is
+// ErrOutcomeUnknown, never ErrLeaseLost.
 func (s *Store) owned(ctx context.Context, op string, c Claim, update string, names map[string]string, vals map[string]types.AttributeValue, landed func(Item) bool) error {
 	names["#state"], names["#owner"], names["#attempt"] = AttrState, AttrOwner, AttrAttempt
 	vals[":processing"], vals[":me"], vals[":attempt"] = str(string(StateProcessing)), str(c.Owner), num(int64(c.Attempt))
@@ -492,11 +499,16 @@ func (s *Store) owned(ctx context.Context, op string, c Claim, update string, na
 		ExpressionAttributeValues: vals,
 	})
 	if awserr.ConditionFailed(err) {
-		if landed != nil {
-			item, gerr := s.Get(ctx, c.Key)
-			if gerr == nil && landed(item) {
-				return nil
-			}
+		item, gerr := s.Get(ctx, c.Key)
+		switch {
+		case errors.Is(gerr, ErrNotFound):
+			// No item, so no claim of ours: lost.
+		case gerr != nil:
+			// Only the read can tell a landed retry from a lost claim; without
+			// it, "lost" would abandon an event that may well be ours.
+			return fmt.Errorf("%s %s: %w: %w", op, c.Key, ErrOutcomeUnknown, gerr)
+		case landed(item):
+			return nil
 		}
 		return fmt.Errorf("%s %s: %w", op, c.Key, ErrLeaseLost)
 	}
@@ -556,9 +568,11 @@ func (s *Store) GiveBack(ctx context.Context, c Claim, reason string) error {
 		names["#error"] = AttrError
 		vals[":reason"] = str(reason)
 	}
-	// A landed give-back cannot be told from another processor's: report the
-	// lease lost, which costs only a later redelivery.
-	return s.owned(ctx, "give back", c, update, names, vals, nil)
+	// Only this claim's owner moves an item of its attempt back to queued, and
+	// any later claim raises the attempt: queued at our attempt is our landed
+	// give-back.
+	return s.owned(ctx, "give back", c, update, names, vals,
+		func(it Item) bool { return it.State == StateQueued && it.Attempt == c.Attempt })
 }
 
 func str(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }
