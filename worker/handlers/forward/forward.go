@@ -10,6 +10,7 @@
 //
 // A 2xx answer is success; 408, 429, 5xx, timeouts and connection errors are
 // retried (a Retry-After header is honoured); any other answer is permanent.
+// Redirects are never followed: a 3xx is a permanent error naming Location.
 package forward
 
 import (
@@ -27,6 +28,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wahook/wahook/shared/logging"
 	"github.com/wahook/wahook/worker/processor"
 )
 
@@ -52,6 +54,7 @@ type Options struct {
 // Handler forwards events.
 type Handler struct {
 	url    string
+	shown  string // url, redacted for logs and errors
 	secret []byte
 	client *http.Client
 }
@@ -60,20 +63,25 @@ type Handler struct {
 func New(opts Options) (*Handler, error) {
 	u, err := url.Parse(opts.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("forward: URL %q is not an absolute http(s) URL", opts.URL)
+		return nil, fmt.Errorf("forward: URL %s is not an absolute http(s) URL", logging.RedactURLString(opts.URL))
 	}
 	if opts.Secret == "" {
 		return nil, errors.New("forward: empty signing secret")
 	}
-	client := opts.Client
-	if client == nil {
-		timeout := opts.Timeout
-		if timeout <= 0 {
-			timeout = 10 * time.Second
+	var client http.Client
+	if opts.Client != nil {
+		client = *opts.Client
+	} else {
+		client.Timeout = opts.Timeout
+		if client.Timeout <= 0 {
+			client.Timeout = 10 * time.Second
 		}
-		client = &http.Client{Timeout: timeout}
 	}
-	return &Handler{url: opts.URL, secret: []byte(opts.Secret), client: client}, nil
+	// Never follow a redirect: Go's client turns a 301/302/303 into a GET
+	// without the body, so a 2xx at the new place would mark the event done
+	// though the target never received it. A redirect is answered as it is.
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &Handler{url: opts.URL, shown: logging.RedactURL(u), secret: []byte(opts.Secret), client: &client}, nil
 }
 
 // Sign returns the X-Wahook-Signature-256 value for body: "sha256=" and the
@@ -93,6 +101,32 @@ type StatusError struct {
 
 func (e *StatusError) Error() string {
 	return fmt.Sprintf("forward: HTTP %d: %s", e.Code, e.Body)
+}
+
+// RedirectError is a 3xx answer: the target asks to be reached elsewhere.
+// wahook does not follow it (the body and method would not survive every kind
+// of redirect); WAHOOK_FORWARD_URL must name the final address.
+type RedirectError struct {
+	Code int
+	// Location is the answer's Location header, resolved against the request
+	// and redacted.
+	Location string
+}
+
+func (e *RedirectError) Error() string {
+	return fmt.Sprintf("forward: HTTP %d redirect to %s: not followed; set WAHOOK_FORWARD_URL to the final address", e.Code, e.Location)
+}
+
+// redactLocation resolves resp's Location header against its request.
+func redactLocation(resp *http.Response) string {
+	loc, err := resp.Location()
+	if errors.Is(err, http.ErrNoLocation) {
+		return "(no Location header)"
+	}
+	if err != nil {
+		return "(unparsable Location header)"
+	}
+	return logging.RedactURL(loc)
 }
 
 // Handle implements processor.Handler.
@@ -119,6 +153,12 @@ func (h *Handler) Handle(ctx context.Context, ev processor.Event) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("forward %s: %w", ev.Key(), context.Cause(ctx))
 		}
+		// The client's error names the URL with its query, where a token may
+		// live: name it redacted.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			uerr.URL = h.shown
+		}
 		// Timeouts, refused and reset connections: retryable.
 		return fmt.Errorf("forward %s: %w", ev.Key(), err)
 	}
@@ -127,6 +167,12 @@ func (h *Handler) Handle(ctx context.Context, ev processor.Event) error {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // let the connection be reused
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return nil
+	}
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		// The target moved: sending again would only meet the same answer,
+		// and following it is not ours to decide (see New). Fix the URL.
+		return processor.Permanent(fmt.Errorf("forward %s: %w", ev.Key(), &RedirectError{
+			Code: resp.StatusCode, Location: redactLocation(resp)}))
 	}
 	serr := fmt.Errorf("forward %s: %w", ev.Key(), &StatusError{Code: resp.StatusCode, Body: strings.TrimSpace(string(snippet))})
 	if !Retryable(resp.StatusCode) {
