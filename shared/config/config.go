@@ -16,6 +16,8 @@ import (
 
 	"github.com/caarlos0/env/v11"
 	"go.uber.org/zap"
+
+	"github.com/wahook/wahook/shared/logging"
 )
 
 // Common holds the settings both services share.
@@ -160,7 +162,8 @@ func nameVariables(t reflect.Type, err error) error {
 const Masked = "[masked]"
 
 // Fields renders cfg as log fields keyed by environment variable. Fields tagged
-// `secret:"true"` show only whether they are set.
+// `secret:"true"` show only whether they are set; string fields tagged
+// `secret:"url"` show the URL with its userinfo and query masked.
 func Fields(cfg any) []zap.Field {
 	var fields []zap.Field
 	collect(reflect.ValueOf(cfg), &fields)
@@ -185,6 +188,10 @@ func collect(v reflect.Value, fields *[]zap.Field) {
 			if fv.Kind() == reflect.Struct {
 				collect(fv, fields)
 			}
+			continue
+		}
+		if f.Tag.Get("secret") == "url" && fv.Kind() == reflect.String {
+			*fields = append(*fields, zap.String(name, logging.RedactURLString(fv.String())))
 			continue
 		}
 		if f.Tag.Get("secret") == "true" {

@@ -16,6 +16,7 @@ type svc struct {
 	config.Common
 	Secret string `env:"WAHOOK_TEST_SECRET" secret:"true"`
 	Addr   string `env:"WAHOOK_TEST_ADDR" envDefault:":1"`
+	Target string `env:"WAHOOK_TEST_URL" secret:"url"`
 }
 
 func TestDefaults(t *testing.T) {
@@ -63,7 +64,8 @@ func TestFIFODeadLetterName(t *testing.T) {
 
 func TestFieldsMaskSecrets(t *testing.T) {
 	t.Parallel()
-	c, err := config.LoadFrom[svc](map[string]string{"WAHOOK_TEST_SECRET": "hunter2"})
+	c, err := config.LoadFrom[svc](map[string]string{"WAHOOK_TEST_SECRET": "hunter2",
+		"WAHOOK_TEST_URL": "https://svc:hunter2@hooks.example.com/wa?key=hunter2"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,6 +74,9 @@ func TestFieldsMaskSecrets(t *testing.T) {
 	ctx := logs.All()[0].ContextMap()
 	if ctx["WAHOOK_TEST_SECRET"] != config.Masked {
 		t.Fatalf("secret logged as %v", ctx["WAHOOK_TEST_SECRET"])
+	}
+	if want := "https://xxxxx@hooks.example.com/wa?xxxxx"; ctx["WAHOOK_TEST_URL"] != want {
+		t.Fatalf("URL logged as %v, want %s", ctx["WAHOOK_TEST_URL"], want)
 	}
 	if ctx["WAHOOK_LEDGER_TABLE"] != "wahook-ledger" || ctx["WAHOOK_TEST_ADDR"] != ":1" {
 		t.Fatalf("fields = %v", ctx)

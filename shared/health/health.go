@@ -13,6 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/wahook/wahook/shared/awserr"
 )
 
 // Overall statuses.
@@ -35,7 +37,10 @@ type Check func(ctx context.Context) error
 type Component struct {
 	Status    string  `json:"status"`
 	LatencyMS float64 `json:"latency_ms"`
-	Error     string  `json:"error,omitempty"`
+	// Error is the failure's class (timeout, throttled, access-denied,
+	// unreachable, error), never its text: an endpoint that anyone who can
+	// reach the port may read must not show account ids, ARNs or table names.
+	Error string `json:"error,omitempty"`
 }
 
 // Report is the result of running every check.
@@ -75,7 +80,7 @@ func (c *Checker) Run(ctx context.Context) Report {
 			err := check(cctx)
 			comp := Component{Status: Connected, LatencyMS: float64(time.Since(start).Microseconds()) / 1000}
 			if err != nil {
-				comp.Status, comp.Error = Disconnected, err.Error()
+				comp.Status, comp.Error = Disconnected, awserr.Class(err)
 			}
 			mu.Lock()
 			r.Components[name] = comp

@@ -2,10 +2,15 @@ package health_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/aws/smithy-go"
+	"github.com/wahook/wahook/shared/awserr"
 	"github.com/wahook/wahook/shared/health"
 )
 
@@ -45,5 +50,35 @@ func TestStatus(t *testing.T) {
 				t.Fatalf("checks not bounded by their timeout")
 			}
 		})
+	}
+}
+
+// A failing component shows the failure's class, never its text.
+func TestReportShowsClassNotText(t *testing.T) {
+	t.Parallel()
+	arn := "arn:aws:dynamodb:eu-west-1:123456789012:table/wahook-ledger"
+	checks := map[string]health.Check{
+		"dynamodb": func(context.Context) error {
+			return fmt.Errorf("describe table %s: %w", arn, &smithy.GenericAPIError{Code: "AccessDeniedException",
+				Message: "User: arn:aws:sts::123456789012:assumed-role/wahook is not authorized"})
+		},
+		"sqs": func(ctx context.Context) error {
+			<-ctx.Done()
+			return fmt.Errorf("queue https://sqs/123456789012/q: %w", ctx.Err())
+		},
+	}
+	r := health.NewChecker(50*time.Millisecond, checks).Run(context.Background())
+	if got := r.Components["dynamodb"].Error; got != awserr.ClassAccessDenied {
+		t.Errorf("dynamodb error %q, want %q", got, awserr.ClassAccessDenied)
+	}
+	if got := r.Components["sqs"].Error; got != awserr.ClassTimeout {
+		t.Errorf("sqs error %q, want %q", got, awserr.ClassTimeout)
+	}
+	body, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(body), "123456789012") || strings.Contains(string(body), "wahook-ledger") {
+		t.Errorf("report %s shows an account id or a table name", body)
 	}
 }

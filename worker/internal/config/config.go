@@ -50,8 +50,9 @@ type Config struct {
 
 	// Handlers run in order for every event.
 	Handlers []string `env:"WAHOOK_HANDLERS" envDefault:"store" envSeparator:","`
-	// ForwardURL is where the forward handler POSTs events.
-	ForwardURL string `env:"WAHOOK_FORWARD_URL"`
+	// ForwardURL is where the forward handler POSTs events. Logged with its
+	// userinfo and query masked: tokens live there.
+	ForwardURL string `env:"WAHOOK_FORWARD_URL" secret:"url"`
 	// ForwardSecret signs forwarded bodies (HMAC-SHA256).
 	ForwardSecret  string        `env:"WAHOOK_FORWARD_SECRET" secret:"true"`
 	ForwardTimeout time.Duration `env:"WAHOOK_FORWARD_TIMEOUT" envDefault:"10s"`
