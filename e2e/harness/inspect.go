@@ -55,7 +55,7 @@ type LedgerItem struct {
 	Error      string
 }
 
-// Ledger reads every ledger item, by key.
+// Ledger reads every event's ledger item, by key.
 func (s *Stack) Ledger(ctx context.Context) (map[string]LedgerItem, error) {
 	items, err := Scan(ctx, s.Suite.Clients.DynamoDB, s.LedgerTable)
 	if err != nil {
@@ -63,6 +63,9 @@ func (s *Stack) Ledger(ctx context.Context) (map[string]LedgerItem, error) {
 	}
 	out := make(map[string]LedgerItem, len(items))
 	for _, it := range items {
+		if S(it, ledger.AttrPK) == ledger.ProbeKey {
+			continue // the worker breaker's probe item, not an event
+		}
 		li := LedgerItem{
 			Key:        S(it, ledger.AttrPK),
 			State:      ledger.State(S(it, ledger.AttrState)),

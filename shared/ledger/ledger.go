@@ -403,6 +403,30 @@ func (s *Store) Admit(ctx context.Context, key string) (Admission, error) {
 	}
 }
 
+// ProbeKey is the ledger item the worker's breaker writes to while it is open:
+// not an event, so readers of the whole table skip it.
+const ProbeKey = "wahook#breaker-probe"
+
+// Probe makes one conditional write to ProbeKey's item, the same kind of call
+// as every claim and result write. A read would not do: a table whose writes
+// are throttled still answers reads, and a breaker closed on a read would let
+// claims fail and burn receive counts into the dead-letter queue.
+func (s *Store) Probe(ctx context.Context) error {
+	now := s.opts.Now()
+	_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 &s.table,
+		Key:                       s.key(ProbeKey),
+		UpdateExpression:          aws.String("SET #probed_at = :now, #expires_at = :exp"),
+		ConditionExpression:       aws.String("attribute_not_exists(#state)"),
+		ExpressionAttributeNames:  map[string]string{"#probed_at": "probed_at", "#expires_at": AttrExpiresAt, "#state": AttrState},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":now": num(now.UnixMilli()), ":exp": s.expiresAt(now)},
+	})
+	if err != nil {
+		return fmt.Errorf("probe: %w", err)
+	}
+	return nil
+}
+
 // Claim takes the key for owner with a lease, when it is new to the ledger, not
 // yet claimed, or held under an expired lease. The attempt grows with every claim.
 // Otherwise a *ClaimRefusedError says who holds it or that it is finished.

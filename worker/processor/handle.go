@@ -114,7 +114,7 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, rece
 		pr.result(ResultLeaseLost)
 		log.Warn("lease lost while the handler ran; not completing, not deleting", zap.NamedError("handler_error", herr))
 	case herr == nil:
-		err := pr.retry(w, "complete", true, func(ctx context.Context) error { return pr.deps.Ledger.Complete(ctx, claim) })
+		err := pr.retryResult(w, "complete", func(ctx context.Context) error { return pr.deps.Ledger.Complete(ctx, claim) })
 		if pr.ledgerWriteFailed(err, "complete", log) {
 			return
 		}

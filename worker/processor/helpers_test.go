@@ -14,6 +14,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	dbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/prometheus/client_golang/prometheus"
@@ -429,13 +430,32 @@ func (inv *invocations) of(key string) []processor.Event {
 func key(i int) string { return fmt.Sprintf("w%03d", i) }
 
 // flakyDB is the ledger's DynamoDB client with a switch that makes every call
-// fail as if the connection were refused, and one for writes only (a table
-// that answers the breaker's probe and fails the claims: flapping).
+// fail as if the connection were refused, one for writes only (throttled
+// writes, reads fine), and one for the writes of events only (a table that
+// answers the breaker's probe and fails the claims: flapping).
 type flakyDB struct {
 	ledger.DB
-	down       atomic.Bool
-	writesDown atomic.Bool
-	gets       atomic.Int64 // GetItem calls while down (the breaker's probes)
+	down        atomic.Bool
+	writesDown  atomic.Bool
+	eventsDown  atomic.Bool
+	probes      atomic.Int64 // probe writes while down
+	eventWrites atomic.Int64 // event writes refused while eventsDown
+}
+
+// refuse reports whether a write to key fails now.
+func (f *flakyDB) refuse(key map[string]dbtypes.AttributeValue) bool {
+	probe := false
+	if pk, ok := key[ledger.AttrPK].(*dbtypes.AttributeValueMemberS); ok {
+		probe = pk.Value == ledger.ProbeKey
+	}
+	if probe && (f.down.Load() || f.writesDown.Load()) {
+		f.probes.Add(1)
+	}
+	if !probe && f.eventsDown.Load() {
+		f.eventWrites.Add(1)
+		return true
+	}
+	return f.down.Load() || f.writesDown.Load()
 }
 
 func refused(op string) error {
@@ -443,14 +463,14 @@ func refused(op string) error {
 }
 
 func (f *flakyDB) PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
-	if f.down.Load() || f.writesDown.Load() {
+	if f.refuse(in.Item) {
 		return nil, refused("PutItem")
 	}
 	return f.DB.PutItem(ctx, in, optFns...)
 }
 
 func (f *flakyDB) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
-	if f.down.Load() || f.writesDown.Load() {
+	if f.refuse(in.Key) {
 		return nil, refused("UpdateItem")
 	}
 	return f.DB.UpdateItem(ctx, in, optFns...)
@@ -458,7 +478,6 @@ func (f *flakyDB) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, 
 
 func (f *flakyDB) GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
 	if f.down.Load() {
-		f.gets.Add(1)
 		return nil, refused("GetItem")
 	}
 	return f.DB.GetItem(ctx, in, optFns...)

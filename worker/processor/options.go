@@ -20,6 +20,8 @@ type Ledger interface {
 	Fail(ctx context.Context, c ledger.Claim, reason string) error
 	GiveBack(ctx context.Context, c ledger.Claim, reason string) error
 	Get(ctx context.Context, key string) (ledger.Item, error)
+	// Probe is one conditional write, made by the breaker while it is open.
+	Probe(ctx context.Context) error
 }
 
 // Queue is the part of *sqs.Client the processors use.
@@ -40,7 +42,7 @@ type Deps struct {
 	// Log defaults to a no-op logger.
 	Log *zap.Logger
 	// Probe checks that the ledger answers again while the breaker is open
-	// (default: a consistent GetItem of a key that never exists).
+	// (default: Ledger.Probe, a conditional write like the ones that failed).
 	Probe func(ctx context.Context) error
 }
 

@@ -15,12 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"github.com/wahook/wahook/shared/ledger"
 	"github.com/wahook/wahook/shared/logging"
 )
-
-// probeKey is the ledger key the default breaker probe reads; it never exists.
-const probeKey = "wahook#breaker-probe"
 
 // ShutdownWritesTimeout is how long, once the shutdown grace period is over,
 // the writes recording results (give back, visibility, dead letters, the
@@ -64,14 +60,7 @@ func New(opts Options, deps Deps) (*Pool, error) {
 		deps.Metrics = m
 	}
 	if deps.Probe == nil {
-		l := deps.Ledger
-		deps.Probe = func(ctx context.Context) error {
-			_, err := l.Get(ctx, probeKey)
-			if errors.Is(err, ledger.ErrNotFound) {
-				return nil
-			}
-			return err
-		}
+		deps.Probe = deps.Ledger.Probe
 	}
 	if opts.IDPrefix == "" {
 		prefix, err := defaultIDPrefix()

@@ -481,13 +481,13 @@ func TestBreakerStopsReceivingWhileLedgerDown(t *testing.T) {
 		t.Errorf("breaker_open gauge %v, want 1", got)
 	}
 	calls := e.queue.receiveCalls()
-	probes := flaky.gets.Load()
+	probes := flaky.probes.Load()
 	// For two visibility timeouts nothing is received (the messages taken
 	// before the breaker opened reappear meanwhile) and nothing is deleted.
 	consistently(t, 2*time.Second, "no receive while the breaker is open", func() bool {
 		return e.queue.receiveCalls() == calls && r.pool.Breaker() == processor.BreakerOpen
 	})
-	if got := flaky.gets.Load(); got < probes+3 {
+	if got := flaky.probes.Load(); got < probes+3 {
 		t.Errorf("%d probes in two seconds, want several", got-probes)
 	}
 	if got := e.depth(e.queueURL); got != n {
@@ -540,10 +540,10 @@ func TestProcessorIDs(t *testing.T) {
 }
 
 // After a successful probe the breaker is half-open: while the ledger still
-// fails its writes (it answers the probe's read: flapping), one processor at
-// a time receives one message, and each failed claim reopens the breaker; no
-// burst of Processors×10 receives burns receive counts. Once writes work, the
-// first claim closes the breaker and every event is done once.
+// fails the events' writes (it answers the probe's write: flapping), one
+// processor at a time receives one message, and each failed claim reopens the
+// breaker; no burst of Processors×10 receives burns receive counts. Once
+// writes work, the first claim closes the breaker and every event is done once.
 func TestHalfOpenReceivesOneMessageAtATime(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, time.Second)
@@ -559,8 +559,8 @@ func TestHalfOpenReceivesOneMessageAtATime(t *testing.T) {
 		return r.pool.Breaker() == processor.BreakerOpen
 	})
 	e.queue.openWindow()
-	flaky.writesDown.Store(true)
-	flaky.down.Store(false) // the probe's read succeeds; claims still fail
+	flaky.eventsDown.Store(true)
+	flaky.down.Store(false) // the probe's write succeeds; claims still fail
 	consistently(t, 2*time.Second, "the breaker not closed while claims fail", func() bool {
 		return r.pool.Breaker() != processor.BreakerClosed
 	})
@@ -573,8 +573,50 @@ func TestHalfOpenReceivesOneMessageAtATime(t *testing.T) {
 			w.maxAsked, w.maxGot, w.maxRunning)
 	}
 
-	flaky.writesDown.Store(false)
+	flaky.eventsDown.Store(false)
 	eventually(t, 5*time.Second, "the breaker to close", func() bool { return r.pool.Breaker() == processor.BreakerClosed })
+	eventually(t, 20*time.Second, "the events to be done", func() bool {
+		for i := range n {
+			if it, _ := e.item(webhook.MessageKey(key(i))); it.State != ledger.StateDone {
+				return false
+			}
+		}
+		return e.depth(e.queueURL) == 0
+	})
+	for i := range n {
+		if runs := inv.of(webhook.MessageKey(key(i))); len(runs) != 1 {
+			t.Errorf("%s: handler ran %d times, want 1", key(i), len(runs))
+		}
+	}
+	if got := e.depth(e.dlqURL); got != 0 {
+		t.Errorf("dead-letter queue holds %d, want 0", got)
+	}
+}
+
+// Writes throttled, reads fine: the breaker's probe is a conditional write, so
+// it fails like the claims and the breaker stays open. Nothing is received, no
+// receive count burns towards the dead-letter queue; once writes work, every
+// event is done once.
+func TestBreakerProbeWritesWhileWritesFail(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, time.Second)
+	const n = 4
+	flaky, inv, r := e.startWithLedgerDown(t, n, 2, 200*time.Millisecond)
+	eventually(t, 10*time.Second, "the breaker to open", func() bool { return r.pool.Breaker() == processor.BreakerOpen })
+	flaky.writesDown.Store(true)
+	flaky.down.Store(false) // reads answer again; writes still fail
+	probes := flaky.probes.Load()
+	e.queue.openWindow()
+	consistently(t, 2*time.Second, "the breaker open while writes fail", func() bool {
+		return r.pool.Breaker() == processor.BreakerOpen
+	})
+	if w := e.queue.closeWindow(); w.calls != 0 {
+		t.Errorf("%d receives while writes failed, want none", w.calls)
+	}
+	if got := flaky.probes.Load() - probes; got < 3 {
+		t.Errorf("%d probe writes in two seconds, want several", got)
+	}
+	flaky.writesDown.Store(false)
 	eventually(t, 20*time.Second, "the events to be done", func() bool {
 		for i := range n {
 			if it, _ := e.item(webhook.MessageKey(key(i))); it.State != ledger.StateDone {

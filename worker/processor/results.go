@@ -17,7 +17,7 @@ import (
 // again after delay (at most 12 hours after receivedAt, SQS's limit).
 func (pr *processor) giveBack(ctx context.Context, claim ledger.Claim, receipt string, delay time.Duration, receivedAt time.Time,
 	reason, result string, log *zap.Logger) {
-	err := pr.retry(ctx, "give back", true, func(ctx context.Context) error {
+	err := pr.retryResult(ctx, "give back", func(ctx context.Context) error {
 		return pr.deps.Ledger.GiveBack(ctx, claim, truncate(reason))
 	})
 	if pr.ledgerWriteFailed(err, "give back", log) {
@@ -43,7 +43,7 @@ func (pr *processor) fail(ctx context.Context, m sqstypes.Message, claim ledger.
 			receivedAt, "dead-letter send failed: "+err.Error(), ResultBackendError, log)
 		return
 	}
-	err := pr.retry(ctx, "fail", true, func(ctx context.Context) error { return pr.deps.Ledger.Fail(ctx, claim, reason) })
+	err := pr.retryResult(ctx, "fail", func(ctx context.Context) error { return pr.deps.Ledger.Fail(ctx, claim, reason) })
 	if pr.ledgerWriteFailed(err, "fail", log) {
 		return
 	}

@@ -16,6 +16,19 @@ import (
 // it is open retrying stops. Once the shutdown grace period is over, a call is
 // tried once: what is left of final is all the time there is.
 func (pr *processor) retry(ctx context.Context, op string, ledgerCall bool, fn func(ctx context.Context) error) error {
+	return pr.retryCall(ctx, op, ledgerCall, ledgerCall, fn)
+}
+
+// retryResult is retry for the ledger writes that record a handler's result
+// (complete, fail, give back): they feed the breaker but are not cut short
+// when it opens. The breaker keeps new messages out; the result of a run that
+// already happened is worth every try its own bound allows, for a result
+// given up is a handler run again.
+func (pr *processor) retryResult(ctx context.Context, op string, fn func(ctx context.Context) error) error {
+	return pr.retryCall(ctx, op, true, false, fn)
+}
+
+func (pr *processor) retryCall(ctx context.Context, op string, ledgerCall, stopWhenOpen bool, fn func(ctx context.Context) error) error {
 	for n := 1; ; n++ {
 		cctx, cancel := context.WithTimeout(ctx, pr.opts.BackendTimeout)
 		err := fn(cctx)
@@ -27,7 +40,7 @@ func (pr *processor) retry(ctx context.Context, op string, ledgerCall bool, fn f
 			return err
 		}
 		pr.metrics.backendErrors.WithLabelValues(op).Inc()
-		if ledgerCall && pr.breaker.Failure() {
+		if ledgerCall && pr.breaker.Failure() && stopWhenOpen {
 			return fmt.Errorf("%s (ledger breaker open): %w", op, err)
 		}
 		if n >= pr.opts.BackendAttempts || (pr.hard != nil && pr.hard.Err() != nil) ||
