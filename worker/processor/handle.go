@@ -50,6 +50,7 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, rece
 		// Leave the message: it reappears after its visibility timeout.
 		log.Warn("ledger breaker open; leaving the message")
 		pr.result(ResultBackendError)
+		pr.resendIfLast(m, env, log)
 		return
 	}
 
@@ -88,6 +89,7 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, rece
 	default:
 		pr.result(ResultBackendError)
 		log.Error("claim failed; leaving the message to reappear", zap.Bool("transient", awserr.Transient(err)), zap.Error(err))
+		pr.resendIfLast(m, env, log)
 		return
 	}
 
@@ -116,6 +118,11 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, rece
 	case herr == nil:
 		err := pr.retryResult(w, "complete", func(ctx context.Context) error { return pr.deps.Ledger.Complete(ctx, claim) })
 		if pr.ledgerWriteFailed(err, "complete", log) {
+			if !errors.Is(err, ledger.ErrLeaseLost) {
+				// The run happened; only its record failed. Its copy finds the
+				// claim ours-but-expired and runs it again, which beats the DLQ.
+				pr.resendIfLast(m, env, log)
+			}
 			return
 		}
 		pr.result(ResultDone)

@@ -45,6 +45,7 @@ type Metrics struct {
 	deadLettered    *prometheus.CounterVec
 	deletes         *prometheus.CounterVec
 	backendErrors   *prometheus.CounterVec
+	resent          prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them on reg (use a private
@@ -74,6 +75,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Messages received from the queue."}),
 		receiveErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "receive_errors_total",
 			Help: "Failed ReceiveMessage calls."}),
+		resent: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "resent_total",
+			Help: "Messages sent again as fresh copies at their last receive after backend trouble (kept out of the dead-letter queue)."}),
 		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "dead_lettered_total",
 			Help: "Messages sent to the dead-letter queue, by reason (poison, failed)."}, []string{"reason"}),
 		deletes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "deletes_total",
@@ -82,7 +85,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Failed ledger and queue calls, by operation."}, []string{"op"}),
 	}
 	for _, c := range []prometheus.Collector{m.events, m.duplicates, m.claimConflicts, m.leasesLost, m.heartbeats,
-		m.handlerDuration, m.inFlight, m.breakerOpen, m.received, m.receiveErrors, m.deadLettered, m.deletes, m.backendErrors} {
+		m.handlerDuration, m.inFlight, m.breakerOpen, m.received, m.receiveErrors, m.deadLettered, m.deletes, m.backendErrors, m.resent} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register worker metrics: %w", err)
 		}
