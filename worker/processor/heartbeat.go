@@ -14,10 +14,14 @@ import (
 	"github.com/wahook/wahook/shared/ledger"
 )
 
-// heartbeat renews the lease and the message's visibility every third of the
-// visibility timeout until ctx ends. It reports whether the lease was lost.
+// heartbeat renews the message's visibility and the lease every third of the
+// visibility timeout, counted from the receive (the message's visibility runs
+// from there, whatever the claim cost), until ctx ends. It reports whether the
+// lease was lost.
 func (pr *processor) heartbeat(ctx context.Context, claim *ledger.Claim, receipt string, receivedAt time.Time, log *zap.Logger) bool {
-	t := time.NewTicker(pr.opts.VisibilityTimeout / 3)
+	period := pr.opts.VisibilityTimeout / 3
+	// A slow claim may have used the first period up: beat at once then.
+	t := time.NewTimer(max(time.Until(receivedAt.Add(period)), 0))
 	defer t.Stop()
 	for {
 		select {
@@ -25,33 +29,36 @@ func (pr *processor) heartbeat(ctx context.Context, claim *ledger.Claim, receipt
 			return false
 		case <-t.C:
 		}
-		err := pr.retry(ctx, "extend", true, func(ctx context.Context) error {
-			return pr.deps.Ledger.Extend(ctx, claim, pr.opts.LeaseDuration)
-		})
-		if ctx.Err() != nil {
-			return false
-		}
-		if errors.Is(err, ledger.ErrLeaseLost) {
-			pr.metrics.heartbeats.WithLabelValues("lease_lost").Inc()
-			log.Warn("heartbeat: lease lost; cancelling the handler", zap.Error(err))
-			return true
-		}
-		if err != nil {
-			pr.metrics.heartbeats.WithLabelValues("error").Inc()
-			log.Warn("heartbeat: extending the lease failed", zap.Error(err))
-			continue
-		}
+		t.Reset(period)
+		// Visibility first: it is what keeps other processors from receiving
+		// the message, and a slow lease write must not let it lapse.
+		ok := true
 		secs := visibilitySeconds(pr.opts.VisibilityTimeout, time.Since(receivedAt), 1)
 		if err := pr.changeVisibility(ctx, receipt, secs); err != nil {
 			if ctx.Err() != nil {
 				return false
 			}
+			ok = false
 			pr.metrics.heartbeats.WithLabelValues("error").Inc()
 			log.Warn("heartbeat: extending the visibility failed", zap.Error(err))
-			continue
 		}
-		pr.metrics.heartbeats.WithLabelValues("ok").Inc()
-		log.Debug("heartbeat", zap.Time("lease_until", claim.LeaseUntil))
+		err := pr.retry(ctx, "extend", true, func(ctx context.Context) error {
+			return pr.deps.Ledger.Extend(ctx, claim, pr.opts.LeaseDuration)
+		})
+		switch {
+		case ctx.Err() != nil:
+			return false
+		case errors.Is(err, ledger.ErrLeaseLost):
+			pr.metrics.heartbeats.WithLabelValues("lease_lost").Inc()
+			log.Warn("heartbeat: lease lost; cancelling the handler", zap.Error(err))
+			return true
+		case err != nil:
+			pr.metrics.heartbeats.WithLabelValues("error").Inc()
+			log.Warn("heartbeat: extending the lease failed", zap.Error(err))
+		case ok:
+			pr.metrics.heartbeats.WithLabelValues("ok").Inc()
+			log.Debug("heartbeat", zap.Time("lease_until", claim.LeaseUntil))
+		}
 	}
 }
 

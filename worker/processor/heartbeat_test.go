@@ -1,0 +1,65 @@
+package processor_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/wahook/wahook/shared/ledger"
+	"github.com/wahook/wahook/shared/webhook"
+	"github.com/wahook/wahook/worker/processor"
+)
+
+// slowClaims delays every claim, as a slow or throttled DynamoDB would.
+type slowClaims struct {
+	processor.Ledger
+	delay time.Duration
+}
+
+func (l slowClaims) Claim(ctx context.Context, key, owner, token string, lease time.Duration) (ledger.Claim, error) {
+	select {
+	case <-time.After(l.delay):
+	case <-ctx.Done():
+		return ledger.Claim{}, ctx.Err()
+	}
+	return l.Ledger.Claim(ctx, key, owner, token, lease)
+}
+
+// Heartbeats count from the receive, not from the handler's start: a claim
+// that takes three quarters of the visibility timeout does not let the
+// message become visible (and be received by another processor) before the
+// first heartbeat.
+func TestHeartbeatCountsFromReceive(t *testing.T) {
+	t.Parallel()
+	const visibility = 6 * time.Second
+	e := newEnv(t, visibility)
+	id := e.send(envelopeBody(t, "slow-claim"))
+	var inv invocations
+	h := processor.HandlerFunc(func(ctx context.Context, ev processor.Event) error {
+		inv.add(ev)
+		select {
+		case <-time.After(2 * time.Second):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	slow := func(d *processor.Deps) { d.Ledger = slowClaims{Ledger: d.Ledger, delay: visibility * 3 / 4} }
+	opts := processor.Options{VisibilityTimeout: visibility, ReceiveWait: time.Second}
+	e.start(opts, h, slow)
+	e.start(opts, h, slow)
+
+	k := webhook.MessageKey("slow-claim")
+	eventually(t, 30*time.Second, "the event to be done and its message deleted", func() bool {
+		it, _ := e.item(k)
+		_, deletes, _ := e.queue.counts(id)
+		return it.State == ledger.StateDone && deletes > 0
+	})
+	receives, _, visibilities := e.queue.counts(id)
+	if receives != 1 {
+		t.Errorf("message received %d times, want 1: it became visible before its first heartbeat (visibility changes %v)", receives, visibilities)
+	}
+	if runs := inv.of(k); len(runs) != 1 {
+		t.Errorf("handler ran %d times, want 1", len(runs))
+	}
+}
