@@ -111,6 +111,14 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, rece
 
 	lost, herr := pr.invoke(hard, ev, &claim, receipt, receivedAt, log)
 	switch {
+	case lost && errors.Is(herr, ErrHandlerAbandoned):
+		// It may still be at work: recording any result, or handing the
+		// message on at once, would race it. Its lease lapses; then another
+		// processor takes the event over.
+		pr.metrics.abandoned.Inc()
+		pr.result(ResultAbandoned)
+		log.Error("handler ignored its context past its deadline; abandoned, its lease left to lapse",
+			zap.Duration("handler_timeout", pr.opts.HandlerTimeout), zap.Duration("grace", abandonGrace))
 	case lost:
 		pr.metrics.leasesLost.Inc()
 		pr.result(ResultLeaseLost)
@@ -177,9 +185,15 @@ func (pr *processor) ledgerWriteFailed(err error, op string, log *zap.Logger) bo
 	return true
 }
 
+// abandonGrace is how long a handler may run on after its context ended
+// (deadline, lost lease, shutdown) before it is abandoned. It fits within
+// ShutdownWritesTimeout, so shutdown stays bounded.
+const abandonGrace = time.Second
+
 // invoke runs the handler under the handler timeout, heartbeating while it
 // runs. lost reports that a heartbeat found the lease taken over (the
-// handler's context was then cancelled).
+// handler's context was then cancelled), or that the handler ignored its
+// context and was abandoned (err is then ErrHandlerAbandoned).
 func (pr *processor) invoke(hard context.Context, ev Event, claim *ledger.Claim, receipt string, receivedAt time.Time,
 	log *zap.Logger) (lost bool, err error) {
 	hctx, cancel := context.WithCancelCause(hard)
@@ -199,10 +213,31 @@ func (pr *processor) invoke(hard context.Context, ev Event, claim *ledger.Claim,
 		})
 	}
 	start := time.Now()
-	err = pr.call(tctx, ev, log)
+	// The handler runs on its own goroutine so that one that ignores its
+	// context cannot hold the heartbeats (and so the lease) forever, nor the
+	// shutdown. Its owner is this call while it waits; once abandoned, no one
+	// can stop it, and the metric says so.
+	done := make(chan error, 1)
+	go func() { done <- pr.call(tctx, ev, log) }()
+	abandoned := false
+	select {
+	case err = <-done:
+	case <-tctx.Done():
+		grace := time.NewTimer(abandonGrace)
+		select {
+		case err = <-done:
+		case <-grace.C:
+			abandoned = true
+			err = fmt.Errorf("%w (%v)", ErrHandlerAbandoned, context.Cause(tctx))
+		}
+		grace.Stop()
+	}
 	// Heartbeats stop before anything else happens to the message.
 	stopHeartbeat()
 	heartbeat.Wait()
+	if abandoned {
+		return true, err
+	}
 	outcome := "ok"
 	if err != nil {
 		outcome = "error"

@@ -141,4 +141,7 @@ var (
 	ErrShutdown = errors.New("processor: shutting down")
 	// ErrHandlerTimeout: the handler ran longer than the handler timeout.
 	ErrHandlerTimeout = errors.New("processor: handler timeout")
+	// ErrHandlerAbandoned: the handler was still running abandonGrace after
+	// its context ended; the processor stopped waiting for it.
+	ErrHandlerAbandoned = errors.New("processor: handler ignored its context; abandoned")
 )

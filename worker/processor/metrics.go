@@ -28,6 +28,9 @@ const (
 	ResultShutdown = "shutdown"
 	// ResultBackendError: the ledger or queue failed; message left to reappear.
 	ResultBackendError = "backend_error"
+	// ResultAbandoned: the handler ignored its context past its deadline; the
+	// processor stopped waiting for it and let the lease lapse.
+	ResultAbandoned = "abandoned"
 )
 
 // Metrics are the processors' Prometheus metrics.
@@ -46,6 +49,7 @@ type Metrics struct {
 	deletes         *prometheus.CounterVec
 	backendErrors   *prometheus.CounterVec
 	resent          prometheus.Counter
+	abandoned       prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them on reg (use a private
@@ -54,7 +58,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	const ns, sub = "wahook", "worker"
 	m := &Metrics{
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "events_total",
-			Help: "Events handled, by result (done, retry, failed, poison, duplicate, conflict, lease_lost, shutdown, backend_error)."},
+			Help: "Events handled, by result (done, retry, failed, poison, duplicate, conflict, lease_lost, shutdown, backend_error, abandoned)."},
 			[]string{"result"}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "duplicates_total",
 			Help: "Deliveries of events already done or failed (deleted without handling)."}),
@@ -75,6 +79,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Messages received from the queue."}),
 		receiveErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "receive_errors_total",
 			Help: "Failed ReceiveMessage calls."}),
+		abandoned: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "handler_abandoned_total",
+			Help: "Handler runs still going a grace period past their deadline (they ignore their context): no longer waited for, their lease left to lapse."}),
 		resent: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "resent_total",
 			Help: "Messages sent again as fresh copies at their last receive after backend trouble (kept out of the dead-letter queue)."}),
 		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "dead_lettered_total",
@@ -85,7 +91,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Failed ledger and queue calls, by operation."}, []string{"op"}),
 	}
 	for _, c := range []prometheus.Collector{m.events, m.duplicates, m.claimConflicts, m.leasesLost, m.heartbeats,
-		m.handlerDuration, m.inFlight, m.breakerOpen, m.received, m.receiveErrors, m.deadLettered, m.deletes, m.backendErrors, m.resent} {
+		m.handlerDuration, m.inFlight, m.breakerOpen, m.received, m.receiveErrors, m.deadLettered, m.deletes, m.backendErrors, m.resent, m.abandoned} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register worker metrics: %w", err)
 		}
