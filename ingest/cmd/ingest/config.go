@@ -14,11 +14,21 @@ type Config struct {
 
 	// HTTPAddr is where the HTTP server listens.
 	HTTPAddr string `env:"WAHOOK_HTTP_ADDR" envDefault:":8080"`
-	// AppSecret keys Meta's X-Hub-Signature-256. Required unless
-	// InsecureSkipSignature is set.
+	// AppSecret keys Meta's X-Hub-Signature-256 (the one-secret form). One of
+	// AppSecret, AppSecrets and AppSecretsFile is required unless
+	// InsecureSkipSignature is set; see credentials.go.
 	AppSecret string `env:"WAHOOK_APP_SECRET" secret:"true"`
-	// VerifyToken answers Meta's subscription handshake; empty refuses it.
+	// AppSecrets are several app secrets, comma-separated: a body signed with
+	// any of them is accepted (rotation, or several Meta apps).
+	AppSecrets string `env:"WAHOOK_APP_SECRETS" secret:"true"`
+	// AppSecretsFile names a file holding the app secrets, one per line or
+	// comma-separated (an ECS secret, a Kubernetes secret mount).
+	AppSecretsFile string `env:"WAHOOK_APP_SECRETS_FILE"`
+	// VerifyToken answers Meta's subscription handshake; none set refuses it.
 	VerifyToken string `env:"WAHOOK_VERIFY_TOKEN" secret:"true"`
+	// VerifyTokens and VerifyTokensFile are the several-token forms.
+	VerifyTokens     string `env:"WAHOOK_VERIFY_TOKENS" secret:"true"`
+	VerifyTokensFile string `env:"WAHOOK_VERIFY_TOKENS_FILE"`
 	// InsecureSkipSignature accepts unsigned webhooks: local development only.
 	InsecureSkipSignature bool `env:"WAHOOK_INSECURE_SKIP_SIGNATURE" envDefault:"false"`
 	// BodyLimit is the largest webhook body, in bytes (Meta sends at most 3 MB).
@@ -45,10 +55,7 @@ func (c Config) Validate() error {
 	if c.HTTPAddr == "" {
 		errs = append(errs, errors.New("WAHOOK_HTTP_ADDR: must not be empty"))
 	}
-	if c.AppSecret == "" && !c.InsecureSkipSignature {
-		errs = append(errs, errors.New("WAHOOK_APP_SECRET: required to verify X-Hub-Signature-256 "+
-			"(set WAHOOK_INSECURE_SKIP_SIGNATURE=true to accept unsigned webhooks in development)"))
-	}
+	errs = append(errs, c.appSecrets().check(!c.InsecureSkipSignature), c.verifyTokens().check(false))
 	if c.BodyLimit < 1024 {
 		errs = append(errs, fmt.Errorf("WAHOOK_BODY_LIMIT: %d bytes is less than 1024", c.BodyLimit))
 	}

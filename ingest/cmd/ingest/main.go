@@ -73,11 +73,16 @@ func run(ctx context.Context, log *zap.Logger) error {
 // cfg.ShutdownTimeout. ready, when set, learns the address listened on.
 func serve(ctx context.Context, log *zap.Logger, cfg Config, awsOpts awsclient.Options, stop <-chan os.Signal, ready func(net.Addr)) error {
 	log.Info("starting ingest", config.Fields(cfg)...)
+	creds, err := cfg.Credentials()
+	if err != nil {
+		return err
+	}
+	log.Info("credentials", zap.Int("app_secrets", len(creds.AppSecrets)), zap.Int("verify_tokens", len(creds.VerifyTokens)))
 	if cfg.InsecureSkipSignature {
 		log.Warn("WAHOOK_INSECURE_SKIP_SIGNATURE=true: webhook signatures are NOT verified; development only")
 	}
-	if cfg.VerifyToken == "" {
-		log.Warn("WAHOOK_VERIFY_TOKEN is not set: Meta's subscription handshake will be refused")
+	if len(creds.VerifyTokens) == 0 {
+		log.Warn("no verify token (WAHOOK_VERIFY_TOKEN, WAHOOK_VERIFY_TOKENS or WAHOOK_VERIFY_TOKENS_FILE): Meta's subscription handshake will be refused")
 	}
 
 	clients, err := awsclient.New(ctx, awsOpts)
@@ -111,8 +116,8 @@ func serve(ctx context.Context, log *zap.Logger, cfg Config, awsOpts awsclient.O
 		"sqs":      health.SQS(clients.SQS, queueURL),
 	})
 	handler, err := server.New(server.Options{
-		AppSecret: cfg.AppSecret, InsecureSkipSignature: cfg.InsecureSkipSignature,
-		VerifyToken: cfg.VerifyToken, BodyLimit: cfg.BodyLimit,
+		AppSecrets: creds.AppSecrets, InsecureSkipSignature: cfg.InsecureSkipSignature,
+		VerifyTokens: creds.VerifyTokens, BodyLimit: cfg.BodyLimit,
 	}, server.Deps{Processor: pipe, Checker: checker, Metrics: m, Gatherer: reg, Log: log})
 	if err != nil {
 		return err

@@ -36,6 +36,8 @@ type Metrics struct {
 	inFlight      prometheus.Gauge
 	latency       *prometheus.HistogramVec
 	backendErrors *prometheus.CounterVec
+	secretMatches *prometheus.CounterVec
+	tokenMatches  *prometheus.CounterVec
 }
 
 // New creates the collectors and registers them, with the Go runtime and process
@@ -72,9 +74,18 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: ns, Subsystem: sub, Name: "backend_errors_total",
 			Help: "Failed DynamoDB and SQS calls by backend and operation.",
 		}, []string{"backend", "operation"}),
+		secretMatches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "signature_matches_total",
+			Help: "Webhooks whose X-Hub-Signature-256 matched, by the index of the app secret that matched (0 = first configured); a secret whose count stops growing can be retired.",
+		}, []string{"index"}),
+		tokenMatches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "verify_token_matches_total",
+			Help: "Subscription handshakes accepted, by the index of the verify token that matched (0 = first configured).",
+		}, []string{"index"}),
 	}
 	for _, c := range []prometheus.Collector{
 		m.events, m.duplicates, m.metaErrors, m.requests, m.inFlight, m.latency, m.backendErrors,
+		m.secretMatches, m.tokenMatches,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
@@ -109,4 +120,26 @@ func (m *Metrics) RequestDone(method string, code int, took time.Duration) {
 // BackendError counts one failed backend call.
 func (m *Metrics) BackendError(backend, operation string) {
 	m.backendErrors.WithLabelValues(backend, operation).Inc()
+}
+
+// Credentials creates the match counters of the configured app secrets and
+// verify tokens at zero, so that a secret nobody signs with shows as a flat
+// series rather than none.
+func (m *Metrics) Credentials(appSecrets, verifyTokens int) {
+	for i := range appSecrets {
+		m.secretMatches.WithLabelValues(strconv.Itoa(i))
+	}
+	for i := range verifyTokens {
+		m.tokenMatches.WithLabelValues(strconv.Itoa(i))
+	}
+}
+
+// SignatureMatched counts one webhook signed with the app secret at index.
+func (m *Metrics) SignatureMatched(index int) {
+	m.secretMatches.WithLabelValues(strconv.Itoa(index)).Inc()
+}
+
+// VerifyTokenMatched counts one handshake with the verify token at index.
+func (m *Metrics) VerifyTokenMatched(index int) {
+	m.tokenMatches.WithLabelValues(strconv.Itoa(index)).Inc()
 }

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -15,15 +14,18 @@ import (
 	"github.com/wahook/wahook/shared/webhook"
 )
 
-// verify answers Meta's subscription handshake: hub.mode=subscribe and the
-// configured verify token → hub.challenge, byte for byte.
+// verify answers Meta's subscription handshake: hub.mode=subscribe and one of
+// the configured verify tokens → hub.challenge, byte for byte.
 func (s *server) verify(c echo.Context) error {
 	q := c.QueryParams()
-	token := q.Get("hub.verify_token")
-	if s.opts.VerifyToken == "" || q.Get("hub.mode") != "subscribe" ||
-		subtle.ConstantTimeCompare([]byte(token), []byte(s.opts.VerifyToken)) != 1 {
+	if q.Get("hub.mode") != "subscribe" {
 		return errVerifyRefused
 	}
+	i, ok := s.tokens.match(q.Get("hub.verify_token"))
+	if !ok {
+		return errVerifyRefused
+	}
+	s.metrics.VerifyTokenMatched(i)
 	return c.Blob(http.StatusOK, echo.MIMETextPlainCharsetUTF8, []byte(q.Get("hub.challenge")))
 }
 
@@ -47,10 +49,12 @@ func (s *server) receive(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if !s.opts.InsecureSkipSignature {
-		if err := signature.Verify(s.secret, c.Request().Header.Get(signature.Header), body); err != nil {
+	if s.verifier != nil {
+		i, err := s.verifier.Verify(c.Request().Header.Get(signature.Header), body)
+		if err != nil {
 			return err
 		}
+		s.metrics.SignatureMatched(i)
 	}
 	batch, err := webhook.Parse(body)
 	if err != nil {

@@ -5,6 +5,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/wahook/wahook/ingest/internal/metrics"
 	"github.com/wahook/wahook/ingest/internal/pipeline"
+	"github.com/wahook/wahook/ingest/internal/signature"
 	"github.com/wahook/wahook/shared/health"
 	"github.com/wahook/wahook/shared/logging"
 	"github.com/wahook/wahook/shared/webhook"
@@ -43,13 +45,18 @@ type Checker interface {
 
 // Options configures the HTTP layer.
 type Options struct {
-	// AppSecret keys the X-Hub-Signature-256 HMAC. Required unless
-	// InsecureSkipSignature is set.
+	// AppSecrets key the X-Hub-Signature-256 HMAC: a body signed with any of
+	// them is accepted, and the match is counted by its index. One of
+	// AppSecrets and AppSecret is required unless InsecureSkipSignature is set.
+	AppSecrets []string
+	// AppSecret is the one-secret form of AppSecrets.
 	AppSecret string
 	// InsecureSkipSignature accepts unsigned webhooks (local development only).
 	InsecureSkipSignature bool
-	// VerifyToken is what Meta's subscription handshake must present; empty
+	// VerifyTokens are what Meta's subscription handshake may present; none
 	// refuses every handshake.
+	VerifyTokens []string
+	// VerifyToken is the one-token form of VerifyTokens.
 	VerifyToken string
 	// BodyLimit is the largest body accepted, in bytes (default DefaultBodyLimit).
 	BodyLimit int64
@@ -65,12 +72,13 @@ type Deps struct {
 }
 
 type server struct {
-	opts    Options
-	secret  []byte
-	proc    Processor
-	checker Checker
-	metrics *metrics.Metrics
-	log     *zap.Logger
+	opts     Options
+	verifier *signature.Verifier // nil when signatures are not checked
+	tokens   tokenSet
+	proc     Processor
+	checker  Checker
+	metrics  *metrics.Metrics
+	log      *zap.Logger
 }
 
 // New returns the HTTP handler with every route and middleware.
@@ -86,16 +94,43 @@ func New(opts Options, deps Deps) (*echo.Echo, error) {
 		return nil, errors.New("server: nil gatherer")
 	case deps.Log == nil:
 		return nil, errors.New("server: nil logger")
-	case opts.AppSecret == "" && !opts.InsecureSkipSignature:
+	case len(opts.AppSecrets) > 0 && opts.AppSecret != "":
+		return nil, errors.New("server: both AppSecrets and AppSecret set")
+	case len(opts.VerifyTokens) > 0 && opts.VerifyToken != "":
+		return nil, errors.New("server: both VerifyTokens and VerifyToken set")
+	}
+	if opts.AppSecret != "" {
+		opts.AppSecrets = []string{opts.AppSecret}
+	}
+	if opts.VerifyToken != "" {
+		opts.VerifyTokens = []string{opts.VerifyToken}
+	}
+	if len(opts.AppSecrets) == 0 && !opts.InsecureSkipSignature {
 		return nil, errors.New("server: no app secret, and unsigned webhooks not explicitly allowed")
 	}
 	if opts.BodyLimit <= 0 {
 		opts.BodyLimit = DefaultBodyLimit
 	}
 	s := &server{
-		opts: opts, secret: []byte(opts.AppSecret),
-		proc: deps.Processor, checker: deps.Checker, metrics: deps.Metrics, log: deps.Log,
+		opts: opts, proc: deps.Processor, checker: deps.Checker, metrics: deps.Metrics, log: deps.Log,
 	}
+	if !opts.InsecureSkipSignature {
+		secrets := make([][]byte, len(opts.AppSecrets))
+		for i, v := range opts.AppSecrets {
+			secrets[i] = []byte(v)
+		}
+		v, err := signature.NewVerifier(secrets...)
+		if err != nil {
+			return nil, fmt.Errorf("server: app secrets: %w", err)
+		}
+		s.verifier = v
+	}
+	tokens, err := newTokenSet(opts.VerifyTokens)
+	if err != nil {
+		return nil, fmt.Errorf("server: verify tokens: %w", err)
+	}
+	s.tokens = tokens
+	deps.Metrics.Credentials(len(opts.AppSecrets), len(opts.VerifyTokens))
 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true

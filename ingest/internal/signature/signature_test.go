@@ -50,3 +50,60 @@ func TestVerify(t *testing.T) {
 		})
 	}
 }
+
+// Several secrets: a body signed with any of them is accepted, and Verify says
+// which one; the same body under a secret not in the list is refused.
+func TestVerifierSeveralSecrets(t *testing.T) {
+	t.Parallel()
+	secrets := [][]byte{[]byte("old-secret"), []byte("new-secret"), []byte("second-app")}
+	v, err := signature.NewVerifier(secrets...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte(`{"entry":[]}`)
+	for want, s := range secrets {
+		got, err := v.Verify(signature.Sign(s, body), body)
+		if err != nil || got != want {
+			t.Errorf("signed with secret %d: Verify = %d, %v; want %d, nil", want, got, err, want)
+		}
+	}
+	for name, header := range map[string]string{
+		"retired secret": signature.Sign([]byte("retired"), body),
+		"missing":        "",
+		"malformed":      "sha256=00",
+	} {
+		if got, err := v.Verify(header, body); got != -1 || !errors.Is(err, signature.ErrInvalid) {
+			t.Errorf("%s: Verify = %d, %v; want -1, ErrInvalid", name, got, err)
+		}
+	}
+}
+
+func TestNewVerifierRefuses(t *testing.T) {
+	t.Parallel()
+	for name, secrets := range map[string][][]byte{
+		"none":      nil,
+		"empty":     {[]byte("a"), {}},
+		"duplicate": {[]byte("a"), []byte("b"), []byte("a")},
+	} {
+		if _, err := signature.NewVerifier(secrets...); err == nil {
+			t.Errorf("%s: NewVerifier accepted %q", name, secrets)
+		}
+	}
+}
+
+// The verifier keeps its own copy: a caller reusing its buffer does not change
+// what is accepted.
+func TestVerifierCopiesSecrets(t *testing.T) {
+	t.Parallel()
+	s := []byte("secret")
+	v, err := signature.NewVerifier(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte("{}")
+	header := signature.Sign([]byte("secret"), body)
+	copy(s, "XXXXXX")
+	if _, err := v.Verify(header, body); err != nil {
+		t.Fatalf("after the caller changed its buffer: %v", err)
+	}
+}
