@@ -42,10 +42,14 @@ export AWS_ENDPOINT_URL_SQS="${AWS_ENDPOINT_URL_SQS:-$sqs}"
 export AWS_EC2_METADATA_DISABLED=true
 export WAHOOK_AUTO_PROVISION="${WAHOOK_AUTO_PROVISION:-true}"
 export WAHOOK_LOG_FORMAT="${WAHOOK_LOG_FORMAT:-console}"
-if [[ -z "${WAHOOK_APP_SECRET:-}" ]]; then
+# Development mode (no signature check) unless an app secret is given in any
+# of its forms; a verify token for the handshake unless one is given.
+if [[ -z "${WAHOOK_APP_SECRET:-}${WAHOOK_APP_SECRETS:-}${WAHOOK_APP_SECRETS_FILE:-}" ]]; then
   export WAHOOK_INSECURE_SKIP_SIGNATURE="${WAHOOK_INSECURE_SKIP_SIGNATURE:-true}"
 fi
-export WAHOOK_VERIFY_TOKEN="${WAHOOK_VERIFY_TOKEN:-wahook-dev}"
+if [[ -z "${WAHOOK_VERIFY_TOKEN:-}${WAHOOK_VERIFY_TOKENS:-}${WAHOOK_VERIFY_TOKENS_FILE:-}" ]]; then
+  export WAHOOK_VERIFY_TOKEN=wahook-dev
+fi
 
 # Prefix each line with the process name so the interleaved logs stay readable.
 prefixed() {

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -204,4 +205,26 @@ func collect(v reflect.Value, fields *[]zap.Field) {
 		}
 		*fields = append(*fields, zap.Any(name, fv.Interface()))
 	}
+}
+
+// Variables lists the environment variables a config type reads (its `env`
+// tags, embedded structs included), sorted.
+func Variables[T any]() []string {
+	var names []string
+	var walk func(reflect.Type)
+	walk = func(t reflect.Type) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if name, _, _ := strings.Cut(f.Tag.Get("env"), ","); name != "" {
+				names = append(names, name)
+			} else if f.Type.Kind() == reflect.Struct {
+				walk(f.Type)
+			}
+		}
+	}
+	if t := reflect.TypeFor[T](); t.Kind() == reflect.Struct {
+		walk(t)
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
 }

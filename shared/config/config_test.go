@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -85,5 +86,18 @@ func TestFieldsMaskSecrets(t *testing.T) {
 		if s, ok := v.(string); ok && strings.Contains(s, "hunter2") {
 			t.Fatalf("%s leaks the secret", k)
 		}
+	}
+}
+
+func TestVariables(t *testing.T) {
+	t.Parallel()
+	got := config.Variables[svc]()
+	for _, want := range []string{"WAHOOK_TEST_SECRET", "WAHOOK_TEST_ADDR", "WAHOOK_LEDGER_TABLE", "WAHOOK_QUEUE_URL"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("Variables = %v, missing %s", got, want)
+		}
+	}
+	if !slices.IsSorted(got) {
+		t.Errorf("Variables not sorted: %v", got)
 	}
 }
