@@ -5,7 +5,7 @@ GO ?= go
 # Test flags for every module; `make test TESTFLAGS=-v` for more.
 TESTFLAGS ?=
 
-.PHONY: up test lint e2e bench inspect tools build fuzz clean
+.PHONY: up test lint deploy-lint e2e bench inspect tools build fuzz clean
 
 ## up: start emulators, ingest and worker in the foreground (Ctrl-C stops all). WORKERS=2 for two worker processes.
 up:
@@ -20,13 +20,18 @@ test: tools lint
 	@echo "== go test -race -short e2e (the race suite in its CI form)"
 	cd e2e && $(GO) test -race -short -count=1 -timeout 15m $(TESTFLAGS) ./...
 
-## lint: gofmt, go vet in every module, and a GOWORK=off build of each module.
+## lint: gofmt, go vet in every module, a GOWORK=off build of each module, and actionlint on the GitHub workflow (offline; pinned in tools/go.mod).
 lint:
 	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	@set -e; for m in $(MODULES); do \
 	  (cd $$m && $(GO) vet ./... && GOWORK=off $(GO) build ./... && GOWORK=off $(GO) vet ./...); \
 	done
+	@cd tools && GOWORK=off $(GO) tool actionlint -shellcheck= -pyflakes= ../.github/workflows/ci.yml
 	@echo "lint ok"
+
+## deploy-lint: cfn-lint (pinned, from PyPI, in a venv under localstack/.tools) on the ECS stack.
+deploy-lint:
+	@bash deploy/lint.sh
 
 ## e2e: the race suite alone, long forms included, binaries under test built with -race.
 e2e: tools
