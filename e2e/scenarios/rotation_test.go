@@ -93,7 +93,7 @@ func (r *rotationStream) send(ctx context.Context, c *harness.Client, seq int, b
 		case http.StatusOK:
 			r.keys = append(r.keys, keys...)
 		case http.StatusUnauthorized:
-			r.refused = append(r.refused, fmt.Sprintf("stage %d, signed %s, %s", stage, name, resp))
+			r.refused = append(r.refused, fmt.Sprintf("stage %d, signed %s, %s", stage+1, name, resp)) // stages are numbered from 1 in the log
 		}
 		r.mu.Unlock()
 		if resp.Status == http.StatusOK || resp.Status == http.StatusUnauthorized {
