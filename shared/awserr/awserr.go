@@ -9,6 +9,7 @@ import (
 	"net"
 	"syscall"
 
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
@@ -40,7 +41,7 @@ var throttlingCodes = map[string]bool{
 
 // Transient reports whether err is backend trouble that may pass by itself:
 // throttling, a timeout, a refused or reset connection, a 5xx answer, or the SDK
-// giving up after retrying any of those. A conditional-check failure, a validation
+// giving up after retrying any of those (attempts or its retry quota spent). A conditional-check failure, a validation
 // error or a missing resource is not transient. A cancelled context is not
 // transient either: the caller stopped on purpose.
 func Transient(err error) bool {
@@ -52,6 +53,9 @@ func Transient(err error) bool {
 	}
 	var maxAttempts *retry.MaxAttemptsError
 	if errors.As(err, &maxAttempts) {
+		return true
+	}
+	if RetryQuotaExceeded(err) {
 		return true
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
@@ -88,4 +92,13 @@ func Transient(err error) bool {
 		return errors.As(err, &deserialize) || errors.As(opError.Err, &netErr)
 	}
 	return false
+}
+
+// RetryQuotaExceeded reports whether err is the SDK's client-side retry quota
+// running dry: under sustained throttling or outage the standard retryer stops
+// retrying and returns this error *instead of* the one it would have retried
+// (which it does not wrap), so without this the failure would read as final.
+func RetryQuotaExceeded(err error) bool {
+	var q ratelimit.QuotaExceededError
+	return errors.As(err, &q)
 }

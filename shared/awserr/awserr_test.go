@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
@@ -38,6 +39,9 @@ func TestClassification(t *testing.T) {
 		{"reset", fmt.Errorf("x: %w", syscall.ECONNRESET), false, true},
 		{"deadline", op(context.DeadlineExceeded), false, true},
 		{"retries exhausted", &retry.MaxAttemptsError{Attempt: 3, Err: errors.New("boom")}, false, true},
+		// The standard retryer's own words when its quota runs dry; the
+		// throttling error it would have retried is not wrapped.
+		{"retry quota exceeded", op(fmt.Errorf("failed to get rate limit token, %w", ratelimit.QuotaExceededError{Available: 0, Requested: 5})), false, true},
 		{"cancelled", op(context.Canceled), false, false},
 		{"plain", errors.New("no idea"), false, false},
 	}

@@ -53,6 +53,9 @@ func Class(err error) string {
 			return ClassThrottled
 		}
 	}
+	if RetryQuotaExceeded(err) {
+		return ClassThrottled
+	}
 	var respErr *smithyhttp.ResponseError
 	if errors.As(err, &respErr) {
 		switch respErr.HTTPStatusCode() {

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
@@ -34,6 +35,7 @@ func TestClass(t *testing.T) {
 		{"throttled", op(&types.ProvisionedThroughputExceededException{}), awserr.ClassThrottled},
 		{"throttling code", op(&smithy.GenericAPIError{Code: "ThrottlingException"}), awserr.ClassThrottled},
 		{"429", op(status(429, errors.New("slow down"))), awserr.ClassThrottled},
+		{"retry quota", op(fmt.Errorf("failed to get rate limit token, %w", ratelimit.QuotaExceededError{Requested: 5})), awserr.ClassThrottled},
 		{"access denied", op(&smithy.GenericAPIError{Code: "AccessDeniedException", Message: "User arn:aws:iam::1:role/x is not authorized"}), awserr.ClassAccessDenied},
 		{"bad credentials", op(&smithy.GenericAPIError{Code: "UnrecognizedClientException"}), awserr.ClassAccessDenied},
 		{"403", op(status(403, errors.New("forbidden"))), awserr.ClassAccessDenied},
