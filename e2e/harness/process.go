@@ -34,12 +34,15 @@ type Process struct {
 	Role Role
 	// Addr is the HTTP address: ingest's API, the worker's health server.
 	Addr string
-	// DynamoDB and SQS are the process's own links to the backend.
-	DynamoDB *Link
-	SQS      *Link
-	LogPath  string
-	Env      []string
-	Started  time.Time
+	// DynamoDB and SQS are the process's own links to the backend (TCP
+	// faults); DynamoDBAPI and SQSAPI, behind them, inject API faults.
+	DynamoDB    *Link
+	SQS         *Link
+	DynamoDBAPI *Injector
+	SQSAPI      *Injector
+	LogPath     string
+	Env         []string
+	Started     time.Time
 
 	cmd     *exec.Cmd
 	logFile *os.File

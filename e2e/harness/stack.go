@@ -59,13 +59,14 @@ type Stack struct {
 	Visibility  time.Duration
 	Bins        Binaries
 
-	t       TB
-	opts    StackOptions
-	logDir  string
-	mu      sync.Mutex
-	procs   []*Process
-	counter map[Role]int
-	client  *Client
+	t        TB
+	opts     StackOptions
+	logDir   string
+	mu       sync.Mutex
+	procs    []*Process
+	injected []*Injection
+	counter  map[Role]int
+	client   *Client
 }
 
 // NewStack creates the stack's tables and queues (through shared/resources,
@@ -261,14 +262,40 @@ func (s *Stack) start(role Role, bin string, roleEnv func(addr string) map[strin
 	name := fmt.Sprintf("%s-%d", role, s.counter[role])
 	s.mu.Unlock()
 
-	faults := s.Suite.Faults
-	dynamo, err := faults.Link(s.Name+"/"+name+"/dynamodb", s.Suite.Backend.DynamoDBEndpoint)
+	// process ─▶ link (TCP faults) ─▶ injector (API faults) ─▶ backend: a
+	// scenario breaks the connection as the process sees it, or the API's
+	// answers, or both.
+	dynAPI, err := NewInjector(DynamoDB, s.Suite.Backend.DynamoDBEndpoint)
 	if err != nil {
 		s.t.Fatalf("start %s: %v", name, err)
 	}
-	sqsLink, err := faults.Link(s.Name+"/"+name+"/sqs", s.Suite.Backend.SQSEndpoint)
+	sqsAPI, err := NewInjector(SQS, s.Suite.Backend.SQSEndpoint)
+	if err != nil {
+		_ = dynAPI.Close()
+		s.t.Fatalf("start %s: %v", name, err)
+	}
+	closeAPIs := func() { _ = dynAPI.Close(); _ = sqsAPI.Close() }
+	s.mu.Lock()
+	for _, inj := range s.injected {
+		api := dynAPI
+		if inj.api == SQS {
+			api = sqsAPI
+		}
+		if inj.role == "" || inj.role == role {
+			inj.add(api)
+		}
+	}
+	s.mu.Unlock()
+	faults := s.Suite.Faults
+	dynamo, err := faults.Link(s.Name+"/"+name+"/dynamodb", dynAPI.URL())
+	if err != nil {
+		closeAPIs()
+		s.t.Fatalf("start %s: %v", name, err)
+	}
+	sqsLink, err := faults.Link(s.Name+"/"+name+"/sqs", sqsAPI.URL())
 	if err != nil {
 		dynamo.Close()
+		closeAPIs()
 		s.t.Fatalf("start %s: %v", name, err)
 	}
 	var p *Process
@@ -290,10 +317,12 @@ func (s *Stack) start(role Role, bin string, roleEnv func(addr string) map[strin
 		if !addrInUse(err) || try == 2 {
 			dynamo.Close()
 			sqsLink.Close()
+			closeAPIs()
 			s.t.Fatalf("%v", err)
 		}
 	}
 	p.DynamoDB, p.SQS = dynamo, sqsLink
+	p.DynamoDBAPI, p.SQSAPI = dynAPI, sqsAPI
 	s.mu.Lock()
 	s.procs = append(s.procs, p)
 	s.mu.Unlock()
@@ -366,6 +395,8 @@ func (s *Stack) cleanup() {
 		}
 		p.DynamoDB.Close()
 		p.SQS.Close()
+		_ = p.DynamoDBAPI.Close()
+		_ = p.SQSAPI.Close()
 	}
 	keep := os.Getenv(EnvKeepLogs) == "1"
 	if s.t.Failed() {
@@ -390,5 +421,68 @@ func (s *Stack) cleanup() {
 		if url != "" {
 			_, _ = c.SQS.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(url)})
 		}
+	}
+}
+
+// Injection is a rule programmed into the API injectors of a stack's
+// processes: those running when it was made and those started later.
+type Injection struct {
+	api    API
+	role   Role
+	rule   Rule
+	mu     sync.Mutex
+	active []*Active
+}
+
+func (inj *Injection) add(in *Injector) {
+	a := in.Add(inj.rule)
+	inj.mu.Lock()
+	inj.active = append(inj.active, a)
+	inj.mu.Unlock()
+}
+
+// Hits is how many calls (or batch entries) the rule changed, over every
+// process.
+func (inj *Injection) Hits() int64 {
+	inj.mu.Lock()
+	defer inj.mu.Unlock()
+	var n int64
+	for _, a := range inj.active {
+		n += a.Hits()
+	}
+	return n
+}
+
+// Inject programs r into the api injector of every process of role ("" for
+// all), running or started later, until the stack ends or ClearInjections.
+// A rule's For window runs from when each injector got it.
+func (s *Stack) Inject(role Role, api API, r Rule) *Injection {
+	inj := &Injection{api: api, role: role, rule: r}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.injected = append(s.injected, inj)
+	for _, p := range s.procs {
+		if p.Running() && (role == "" || p.Role == role) {
+			in := p.DynamoDBAPI
+			if api == SQS {
+				in = p.SQSAPI
+			}
+			inj.add(in)
+		}
+	}
+	return inj
+}
+
+// InjectAll is Inject for every process.
+func (s *Stack) InjectAll(api API, r Rule) *Injection { return s.Inject("", api, r) }
+
+// ClearInjections removes every injected rule from every process.
+func (s *Stack) ClearInjections() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.injected = nil
+	for _, p := range s.procs {
+		p.DynamoDBAPI.Clear()
+		p.SQSAPI.Clear()
 	}
 }

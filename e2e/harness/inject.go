@@ -1,0 +1,380 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// API names the AWS API an Injector sits in front of.
+type API string
+
+// The APIs wahook calls.
+const (
+	DynamoDB API = "dynamodb"
+	SQS      API = "sqs"
+)
+
+// DynamoDBWrites are DynamoDB's write operations.
+var DynamoDBWrites = []string{"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
+
+// What an injected fault does to a call.
+const (
+	// actError answers with an AWS error instead of forwarding the call.
+	actError = iota + 1
+	// actLoseReply forwards the call, so it lands, then drops the connection
+	// instead of answering: the caller cannot know it landed.
+	actLoseReply
+	// actDelay forwards the call after a delay.
+	actDelay
+	// actPartial forwards only some entries of a SendMessageBatch or
+	// DeleteMessageBatch and reports the others in Failed (SenderFault false).
+	actPartial
+)
+
+// Rule is one programmed fault: which calls, what happens to them, how often
+// and for how long. Build it with the constructors and refine it with its
+// methods, e.g. "writes throttled, reads fine, for a minute":
+//
+//	s.InjectAll(harness.DynamoDB, harness.Throttle().On(harness.DynamoDBWrites...).For(time.Minute))
+type Rule struct {
+	act    int
+	code   string // error code, for actError
+	status int    // HTTP status, for actError
+	delay  time.Duration
+	ops    map[string]bool // nil: every operation
+	prob   float64         // chance per matching call or entry; 0 means 1
+	limit  int64           // at most this many injections; 0: no bound
+	forDur time.Duration   // active this long from Add; 0: until cleared
+	match  func(op string, body []byte) bool
+}
+
+// Throttle answers with DynamoDB's ProvisionedThroughputExceededException.
+func Throttle() Rule { return Error("ProvisionedThroughputExceededException", http.StatusBadRequest) }
+
+// Error answers with the AWS error code and HTTP status given, e.g.
+// ThrottlingException/400, RequestLimitExceeded/400, InternalServerError/500.
+func Error(code string, status int) Rule { return Rule{act: actError, code: code, status: status} }
+
+// LoseReply forwards the call, which lands, and then drops the connection.
+func LoseReply() Rule { return Rule{act: actLoseReply} }
+
+// Delay forwards the call after d.
+func Delay(d time.Duration) Rule { return Rule{act: actDelay, delay: d} }
+
+// PartialBatch fails a share of the entries of SendMessageBatch and
+// DeleteMessageBatch calls (the others go through), as SQS does when some
+// entries hit an internal error: SenderFault false, so they may be retried.
+func PartialBatch() Rule {
+	return Rule{act: actPartial, ops: map[string]bool{"SendMessageBatch": true, "DeleteMessageBatch": true}}
+}
+
+// On limits r to the named operations (X-Amz-Target's last part).
+func (r Rule) On(ops ...string) Rule {
+	r.ops = make(map[string]bool, len(ops))
+	for _, op := range ops {
+		r.ops[op] = true
+	}
+	return r
+}
+
+// Probability applies r to a share p of the matching calls (of the entries,
+// for PartialBatch).
+func (r Rule) Probability(p float64) Rule { r.prob = p; return r }
+
+// Times applies r at most n times.
+func (r Rule) Times(n int) Rule { r.limit = int64(n); return r }
+
+// For keeps r active for d after it is added.
+func (r Rule) For(d time.Duration) Rule { r.forDur = d; return r }
+
+// Matching narrows r to calls whose body f accepts (e.g. only the claims
+// among UpdateItem calls).
+func (r Rule) Matching(f func(op string, body []byte) bool) Rule { r.match = f; return r }
+
+// Active is a Rule added to an Injector: it counts what it did.
+type Active struct {
+	Rule
+	until time.Time
+	hits  atomic.Int64
+}
+
+// Hits is how many calls (entries, for PartialBatch) the rule changed.
+func (a *Active) Hits() int64 { return a.hits.Load() }
+
+// Injector is an HTTP proxy in front of one AWS endpoint that answers calls
+// the way AWS fails, as programmed by rules: API errors, throttling, latency,
+// writes that land but whose reply is lost, partial batch failures. It knows
+// the JSON protocols DynamoDB and SQS speak.
+type Injector struct {
+	API API
+	srv *http.Server
+	ln  net.Listener
+
+	target    *url.URL
+	proxy     *httputil.ReverseProxy
+	transport *http.Transport
+	done      chan struct{}
+
+	mu    sync.Mutex
+	rules []*Active
+	rng   *rand.Rand
+}
+
+// NewInjector starts an injector on a free 127.0.0.1 port in front of target
+// (an http:// endpoint of api).
+func NewInjector(api API, target string) (*Injector, error) {
+	u, err := url.Parse(target)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("injector: bad target %q", target)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("injector: %w", err)
+	}
+	in := &Injector{
+		API: api, ln: ln, target: u, done: make(chan struct{}),
+		transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second},
+		rng:       rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x1d)),
+	}
+	in.proxy = httputil.NewSingleHostReverseProxy(u)
+	in.proxy.Transport = in.transport
+	in.proxy.ErrorLog = log.New(io.Discard, "", 0)
+	in.srv = &http.Server{Handler: in, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		defer close(in.done)
+		_ = in.srv.Serve(ln)
+	}()
+	return in, nil
+}
+
+// URL is the injector's endpoint.
+func (in *Injector) URL() string { return "http://" + in.ln.Addr().String() }
+
+// Add programs a rule; it applies from now on, before the rules added later.
+func (in *Injector) Add(r Rule) *Active {
+	a := &Active{Rule: r}
+	if r.forDur > 0 {
+		a.until = time.Now().Add(r.forDur)
+	}
+	in.mu.Lock()
+	in.rules = append(in.rules, a)
+	in.mu.Unlock()
+	return a
+}
+
+// Clear removes every rule.
+func (in *Injector) Clear() {
+	in.mu.Lock()
+	in.rules = nil
+	in.mu.Unlock()
+}
+
+// Close stops the injector.
+func (in *Injector) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := in.srv.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = in.srv.Close()
+	}
+	<-in.done
+	in.transport.CloseIdleConnections()
+	return err
+}
+
+// operation is the call's X-Amz-Target operation ("UpdateItem").
+func operation(r *http.Request) string {
+	op := r.Header.Get("X-Amz-Target")
+	if i := strings.LastIndexByte(op, '.'); i >= 0 {
+		op = op[i+1:]
+	}
+	return op
+}
+
+// pick returns the first active rule that applies to this call, counted.
+func (in *Injector) pick(op string, body []byte) *Active {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	now := time.Now()
+	for _, a := range in.rules {
+		if (a.ops != nil && !a.ops[op]) || (!a.until.IsZero() && now.After(a.until)) {
+			continue
+		}
+		if a.match != nil && !a.match(op, body) {
+			continue
+		}
+		if a.act == actPartial {
+			return a // the share applies per entry
+		}
+		if a.prob > 0 && in.rng.Float64() >= a.prob {
+			continue
+		}
+		if a.limit > 0 && a.hits.Load() >= a.limit {
+			continue
+		}
+		a.hits.Add(1)
+		return a
+	}
+	return nil
+}
+
+func (in *Injector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return // the caller went away
+	}
+	op := operation(r)
+	a := in.pick(op, body)
+	if a == nil {
+		in.forward(w, r, body)
+		return
+	}
+	switch a.act {
+	case actError:
+		in.answerError(w, a.code, a.status)
+	case actDelay:
+		select {
+		case <-time.After(a.delay):
+		case <-r.Context().Done():
+			return
+		}
+		in.forward(w, r, body)
+	case actLoseReply:
+		in.loseReply(w, r, body)
+	case actPartial:
+		in.partial(w, r, op, body, a)
+	}
+}
+
+func (in *Injector) forward(w http.ResponseWriter, r *http.Request, body []byte) {
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	in.proxy.ServeHTTP(w, r)
+}
+
+// answerError writes an AWS JSON-protocol error.
+func (in *Injector) answerError(w http.ResponseWriter, code string, status int) {
+	ns := "com.amazonaws.dynamodb.v20120810#"
+	if in.API == SQS {
+		ns = "com.amazonaws.sqs#"
+		fault := "Sender"
+		if status >= 500 {
+			fault = "Receiver"
+		}
+		w.Header().Set("x-amzn-query-error", code+";"+fault)
+	}
+	w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+	w.Header().Set("x-amzn-ErrorType", code)
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"__type": ns + code, "message": "injected by the wahook e2e harness"})
+}
+
+// upstream sends the call on to the target and returns the whole answer.
+func (in *Injector) upstream(r *http.Request, body []byte) (*http.Response, []byte, error) {
+	u := *in.target
+	u.Path, u.RawQuery = r.URL.Path, r.URL.RawQuery
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, u.String(), bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, err
+	}
+	req.Header = r.Header.Clone()
+	req.Host = r.Host
+	resp, err := in.transport.RoundTrip(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp, b, err
+}
+
+// loseReply lets the call land, then closes the caller's connection without
+// an answer.
+func (in *Injector) loseReply(w http.ResponseWriter, r *http.Request, body []byte) {
+	_, _, _ = in.upstream(r, body)
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		panic(http.ErrAbortHandler) // closes the connection all the same
+	}
+	_ = conn.Close()
+}
+
+// partial forwards the entries of a batch call that survive the rule's share
+// and reports the rest as failed.
+func (in *Injector) partial(w http.ResponseWriter, r *http.Request, op string, body []byte, a *Active) {
+	var req map[string]json.RawMessage
+	var entries []map[string]any
+	if err := json.Unmarshal(body, &req); err != nil || json.Unmarshal(req["Entries"], &entries) != nil {
+		in.forward(w, r, body)
+		return
+	}
+	var keep, failed []map[string]any
+	in.mu.Lock()
+	for _, e := range entries {
+		hit := (a.prob <= 0 || in.rng.Float64() < a.prob) && (a.limit <= 0 || a.hits.Load() < a.limit)
+		if hit {
+			a.hits.Add(1)
+			failed = append(failed, map[string]any{"Id": e["Id"], "Code": "InternalError", "SenderFault": false,
+				"Message": "injected by the wahook e2e harness"})
+		} else {
+			keep = append(keep, e)
+		}
+	}
+	in.mu.Unlock()
+	out := map[string]any{"Successful": []any{}, "Failed": failed}
+	if len(keep) > 0 {
+		kept, _ := json.Marshal(keep)
+		req["Entries"] = kept
+		fwd, _ := json.Marshal(req)
+		resp, b, err := in.upstream(r, fwd)
+		if err != nil {
+			in.answerError(w, "InternalError", http.StatusInternalServerError)
+			return
+		}
+		if resp.StatusCode != http.StatusOK {
+			for k, v := range resp.Header {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(resp.StatusCode)
+			_, _ = w.Write(b)
+			return
+		}
+		var got struct {
+			Successful []json.RawMessage `json:"Successful"`
+			Failed     []json.RawMessage `json:"Failed"`
+		}
+		if err := json.Unmarshal(b, &got); err != nil {
+			in.answerError(w, "InternalError", http.StatusInternalServerError)
+			return
+		}
+		out["Successful"] = got.Successful
+		for _, f := range got.Failed {
+			failed = append(failed, map[string]any{"raw": f})
+		}
+		all := make([]any, 0, len(failed))
+		for _, f := range failed {
+			if raw, ok := f["raw"]; ok {
+				all = append(all, raw)
+			} else {
+				all = append(all, f)
+			}
+		}
+		out["Failed"] = all
+	}
+	w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+	_ = json.NewEncoder(w).Encode(out)
+}
