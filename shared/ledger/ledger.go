@@ -3,13 +3,21 @@
 //
 //	received ──MarkQueued──▶ queued ──Claim──▶ processing ──Complete──▶ done
 //	   │  ▲                                   │   ▲  │
-//	Release TakeOver            GiveBack ◀────┘   │  └──Fail──▶ failed
+//	Release TakeOver     GiveBack/Retry ◀────┘   │  └──Fail──▶ failed
 //	   ▼                                     Claim (lease expired)
 //	 (gone)
 //
 // Ingest acquires and queues; processors claim with a lease, extend it while their
 // handler runs, and complete, fail or give back — each write fenced by owner and
 // attempt so that at most one processor completes a key. See DESIGN.md.
+//
+// Every claim raises attempt (the fencing token). A claim's end is counted:
+// Retry (a handler error) raises failures and given_back, GiveBack (shutdown)
+// given_back only; a claim that ends with neither, nor Complete or Fail, was
+// interrupted (attempt - 1 - given_back). The worker bounds failures by its
+// maximum attempts and interruptions by a larger bound of their own, so a
+// crash loop still ends, while shutdowns and lapsed leases never spend the
+// attempts a handler gets.
 package ledger
 
 import (
@@ -53,6 +61,8 @@ const (
 	AttrExpiresAt    = "expires_at"    // epoch seconds, the table's TTL attribute
 	AttrClaimToken   = "claim_token"   // random per Claim call: tells a landed retry from another claim
 	AttrReceiptToken = "receipt_token" // random per Acquire/TakeOver call: whose `received` item this is
+	AttrFailures     = "failures"      // claims that ended in a handler error (Retry)
+	AttrGivenBack    = "given_back"    // claims that ended in a give-back (Retry or GiveBack)
 )
 
 // Errors callers decide on with errors.Is / errors.As.
@@ -61,7 +71,7 @@ var (
 	ErrExists = errors.New("ledger: item exists")
 	// ErrNotFound: no item for the key.
 	ErrNotFound = errors.New("ledger: item not found")
-	// ErrLeaseLost: Extend, Complete, Fail or GiveBack found the claim no longer ours.
+	// ErrLeaseLost: Extend, Complete, Fail, GiveBack or Retry found the claim no longer ours.
 	ErrLeaseLost = errors.New("ledger: lease lost")
 	// ErrConflict: a receipt-fenced write (TakeOver) lost to another writer.
 	ErrConflict = errors.New("ledger: concurrent change")
@@ -113,6 +123,8 @@ type Item struct {
 	ReceiptToken string
 	Error        string
 	ExpiresAt    time.Time
+	Failures     int
+	GivenBack    int
 }
 
 // Receipt proves which Acquire or TakeOver wrote the current `received` item, so
@@ -132,7 +144,17 @@ type Claim struct {
 	// Attempt is the fencing token: it grows with every claim of the key.
 	Attempt    int
 	LeaseUntil time.Time
+	// Failures is how many earlier claims ended in a handler error; GivenBack
+	// how many ended in a give-back of any kind (handler error or shutdown).
+	Failures  int
+	GivenBack int
 }
+
+// Interrupted is how many earlier claims ended without any result: their
+// process crashed, their lease lapsed (a slow backend, a paused process), or
+// their result write never landed. Completed and failed claims end the key's
+// life, so every earlier claim either gave back or was interrupted.
+func (c Claim) Interrupted() int { return max(c.Attempt-1-c.GivenBack, 0) }
 
 // DB is the part of the DynamoDB client the ledger uses.
 type DB interface {
@@ -471,8 +493,7 @@ func (s *Store) Claim(ctx context.Context, key, owner, token string, lease time.
 			ReturnValues: types.ReturnValueAllNew,
 		})
 		if err == nil {
-			item := decodeItem(out.Attributes)
-			return Claim{Key: key, Owner: owner, Attempt: item.Attempt, LeaseUntil: until}, nil
+			return claimOf(decodeItem(out.Attributes), owner, until), nil
 		}
 		if !awserr.ConditionFailed(err) {
 			return Claim{}, fmt.Errorf("claim %s: %w", key, err)
@@ -486,7 +507,7 @@ func (s *Store) Claim(ctx context.Context, key, owner, token string, lease time.
 		}
 		if item.State == StateProcessing && item.ClaimToken == token {
 			// Our own update landed and the SDK's retry of it failed the condition.
-			return Claim{Key: key, Owner: owner, Attempt: item.Attempt, LeaseUntil: until}, nil
+			return claimOf(item, owner, until), nil
 		}
 		switch item.State {
 		case StateDone, StateFailed:
@@ -502,6 +523,10 @@ func (s *Store) Claim(ctx context.Context, key, owner, token string, lease time.
 		// a give-back): try again.
 	}
 	return Claim{}, fmt.Errorf("claim %s: %w", key, ErrConflict)
+}
+
+func claimOf(it Item, owner string, until time.Time) Claim {
+	return Claim{Key: it.Key, Owner: owner, Attempt: it.Attempt, LeaseUntil: until, Failures: it.Failures, GivenBack: it.GivenBack}
 }
 
 // ownedCondition fences a processor's write to the claim it holds.
@@ -582,20 +607,38 @@ func (s *Store) Fail(ctx context.Context, c Claim, reason string) error {
 		func(it Item) bool { return it.State == StateFailed && it.DoneBy == finisher(c) })
 }
 
-// GiveBack returns c's key to `queued` so any processor may claim it at once.
+// GiveBack returns c's key to `queued` so any processor may claim it at once:
+// the claim ended without running the handler to a result (shutdown), so it
+// counts toward no limit.
 func (s *Store) GiveBack(ctx context.Context, c Claim, reason string) error {
-	update := "SET #state = :queued REMOVE #owner, #lease_until"
-	names := map[string]string{"#lease_until": AttrLeaseUntil}
-	vals := map[string]types.AttributeValue{":queued": str(string(StateQueued))}
+	return s.giveBack(ctx, "give back", c, reason, false)
+}
+
+// Retry is GiveBack after a handler error: it counts toward the key's
+// handler failures (Claim.Failures), which the worker bounds by its maximum
+// attempts.
+func (s *Store) Retry(ctx context.Context, c Claim, reason string) error {
+	return s.giveBack(ctx, "retry", c, reason, true)
+}
+
+func (s *Store) giveBack(ctx context.Context, op string, c Claim, reason string, failed bool) error {
+	update := "SET #state = :queued"
+	names := map[string]string{"#lease_until": AttrLeaseUntil, "#given_back": AttrGivenBack}
+	vals := map[string]types.AttributeValue{":queued": str(string(StateQueued)), ":one": num(1)}
 	if reason != "" {
-		update = "SET #state = :queued, #error = :reason REMOVE #owner, #lease_until"
+		update += ", #error = :reason"
 		names["#error"] = AttrError
 		vals[":reason"] = str(reason)
 	}
+	update += " REMOVE #owner, #lease_until ADD #given_back :one"
+	if failed {
+		update += ", #failures :one"
+		names["#failures"] = AttrFailures
+	}
 	// Only this claim's owner moves an item of its attempt back to queued, and
 	// any later claim raises the attempt: queued at our attempt is our landed
-	// give-back.
-	return s.owned(ctx, "give back", c, update, names, vals,
+	// give-back (counted once: the retry that found it failed its condition).
+	return s.owned(ctx, op, c, update, names, vals,
 		func(it Item) bool { return it.State == StateQueued && it.Attempt == c.Attempt })
 }
 
@@ -619,6 +662,8 @@ func decodeItem(av map[string]types.AttributeValue) Item {
 		ReceiptToken: getS(av, AttrReceiptToken),
 		Error:        getS(av, AttrError),
 		ExpiresAt:    secTime(getN(av, AttrExpiresAt)),
+		Failures:     int(getN(av, AttrFailures)),
+		GivenBack:    int(getN(av, AttrGivenBack)),
 	}
 }
 

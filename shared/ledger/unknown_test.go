@@ -112,3 +112,39 @@ func TestGiveBackRetryThatLandedIsOurs(t *testing.T) {
 		t.Fatalf("item %+v, want held by q at attempt %d", it, c2.Attempt)
 	}
 }
+
+// Retry counts a handler failure, GiveBack does not; both count a give-back,
+// and a claim that ended with neither (nor Complete or Fail) was interrupted.
+func TestClaimCountsHowClaimsEnded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, clock := newStore(t, ledger.Options{})
+	const k = "msg#counted"
+	c, err := s.Claim(ctx, k, "p", "", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Retry(ctx, c, "handler error"); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = s.Claim(ctx, k, "p", "", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.GiveBack(ctx, c, "shutdown"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err = s.Claim(ctx, k, "p", "", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(2 * time.Minute) // that claim's process died: its lease lapses
+	c, err = s.Claim(ctx, k, "q", "", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Attempt != 4 || c.Failures != 1 || c.GivenBack != 2 || c.Interrupted() != 1 {
+		t.Fatalf("claim %+v (interrupted %d), want attempt 4, 1 failure, 2 give-backs, 1 interruption", c, c.Interrupted())
+	}
+	if it := mustState(t, s, k, ledger.StateProcessing); it.Failures != 1 || it.GivenBack != 2 {
+		t.Fatalf("item %+v, want failures 1 and given_back 2", it)
+	}
+}

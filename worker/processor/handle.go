@@ -101,10 +101,12 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, rece
 	// The results are recorded even when the grace period is over, within
 	// final's short bound.
 	w := pr.final
-	if claim.Attempt > pr.opts.MaxAttempts {
-		// Claimed more often than allowed without a recorded result: earlier
-		// runs crashed or lost their leases. Do not run it again.
-		pr.fail(w, m, claim, receivedAt, fmt.Errorf("attempts exhausted: attempt %d of %d without a result", claim.Attempt, pr.opts.MaxAttempts), log)
+	if n := claim.Interrupted(); n > pr.opts.MaxInterruptions {
+		// Claimed more often than allowed without any recorded result:
+		// earlier runs crashed their processes or lost their leases. Do not
+		// run it again.
+		pr.fail(w, m, claim, receivedAt, fmt.Errorf("interrupted %d times without a result (limit %d): a crash loop, or leases that keep lapsing",
+			n, pr.opts.MaxInterruptions), log)
 		return
 	}
 	log.Debug("claimed", zap.Int("receive_count", ev.ReceiveCount))
@@ -140,8 +142,9 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, rece
 		pr.giveBack(w, claim, receipt, 0, receivedAt, "shutdown: "+herr.Error(), ResultShutdown, log)
 	case IsPermanent(herr):
 		pr.fail(w, m, claim, receivedAt, herr, log)
-	case claim.Attempt >= pr.opts.MaxAttempts:
-		pr.fail(w, m, claim, receivedAt, fmt.Errorf("attempts exhausted (%d): %w", claim.Attempt, herr), log)
+	case claim.Failures+1 >= pr.opts.MaxAttempts:
+		pr.fail(w, m, claim, receivedAt, fmt.Errorf("attempts exhausted (%d handler failures of %d allowed): %w",
+			claim.Failures+1, pr.opts.MaxAttempts, herr), log)
 	case pr.lastReceive(m):
 		// Given back, the message would be redriven to the dead-letter queue
 		// by SQS with the ledger left queued: dead-letter it ourselves so
@@ -151,7 +154,7 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, rece
 	default:
 		delay, requested := RequestedDelay(herr)
 		if !requested {
-			delay = backoff(claim.Attempt, pr.opts.RetryBase, pr.opts.RetryMax)
+			delay = backoff(claim.Failures+1, pr.opts.RetryBase, pr.opts.RetryMax)
 		}
 		log.Warn("handler failed; giving the event back to retry", zap.Duration("delay", delay),
 			zap.Bool("requested_delay", requested), zap.Error(herr))

@@ -19,6 +19,7 @@ type Ledger interface {
 	Complete(ctx context.Context, c ledger.Claim) error
 	Fail(ctx context.Context, c ledger.Claim, reason string) error
 	GiveBack(ctx context.Context, c ledger.Claim, reason string) error
+	Retry(ctx context.Context, c ledger.Claim, reason string) error
 	Get(ctx context.Context, key string) (ledger.Item, error)
 	// Probe is one conditional write, made by the breaker while it is open.
 	Probe(ctx context.Context) error
@@ -69,9 +70,14 @@ type Options struct {
 	DisableHeartbeat bool
 	// HandlerTimeout bounds one handler run (default 60s).
 	HandlerTimeout time.Duration
-	// MaxAttempts is the attempt at which a retryable failure becomes final
-	// (default 5).
+	// MaxAttempts is how many handler runs may end in a retryable error
+	// before the event fails for good (default 5). Only handler errors count.
 	MaxAttempts int
+	// MaxInterruptions is how many claims of an event may end without any
+	// result — a crash, a lapsed lease, a result write that never landed —
+	// before it fails for good, so that an event that crashes its process
+	// every time still reaches the dead-letter queue (default 10).
+	MaxInterruptions int
 	// MaxReceiveCount is the queue's redrive policy maxReceiveCount (0:
 	// unknown, or no redrive policy). A message received that often less one
 	// whose handler fails retryably is failed and dead-lettered rather than
@@ -137,6 +143,7 @@ func (o *Options) setDefaults() error {
 	def(&o.LeaseDuration, o.VisibilityTimeout)
 	def(&o.HandlerTimeout, 60*time.Second)
 	defInt(&o.MaxAttempts, 5)
+	defInt(&o.MaxInterruptions, 10)
 	def(&o.ShutdownTimeout, 25*time.Second)
 	def(&o.ReceiveWait, 20*time.Second)
 	defInt(&o.MaxMessages, 10)

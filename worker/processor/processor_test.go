@@ -293,7 +293,7 @@ func TestFailureDeadLetters(t *testing.T) {
 		wantErr  string
 	}{
 		{"permanent", processor.Permanent(errors.New("bad payload")), 1, "bad payload"},
-		{"attempts exhausted", errors.New("still down"), 2, "attempts exhausted (2): still down"},
+		{"attempts exhausted", errors.New("still down"), 2, "attempts exhausted (2 handler failures of 2 allowed): still down"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

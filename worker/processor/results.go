@@ -17,8 +17,12 @@ import (
 // again after delay (at most 12 hours after receivedAt, SQS's limit).
 func (pr *processor) giveBack(ctx context.Context, claim ledger.Claim, receipt string, delay time.Duration, receivedAt time.Time,
 	reason, result string, log *zap.Logger) {
+	giveBack := pr.deps.Ledger.GiveBack
+	if result == ResultRetry {
+		giveBack = pr.deps.Ledger.Retry // a handler error: it counts toward MaxAttempts
+	}
 	err := pr.retryResult(ctx, "give back", func(ctx context.Context) error {
-		return pr.deps.Ledger.GiveBack(ctx, claim, truncate(reason))
+		return giveBack(ctx, claim, truncate(reason))
 	})
 	if pr.ledgerWriteFailed(err, "give back", log) {
 		return

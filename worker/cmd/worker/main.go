@@ -144,6 +144,7 @@ func run(ctx context.Context, log *zap.Logger) error {
 		DisableHeartbeat:  !cfg.Heartbeat,
 		HandlerTimeout:    cfg.HandlerTimeout,
 		MaxAttempts:       cfg.MaxAttempts,
+		MaxInterruptions:  cfg.MaxInterruptions,
 		MaxReceiveCount:   maxReceive,
 		ShutdownTimeout:   cfg.ShutdownTimeout,
 		ReceiveWait:       cfg.ReceiveWait,

@@ -32,8 +32,12 @@ type Config struct {
 	LeaseDuration time.Duration `env:"WAHOOK_LEASE_DURATION" envDefault:"0s"`
 	// Heartbeat renews lease and visibility while a handler runs.
 	Heartbeat bool `env:"WAHOOK_HEARTBEAT" envDefault:"true"`
-	// MaxAttempts is the attempt at which a retryable failure becomes final.
+	// MaxAttempts is how many handler runs may end in a retryable error before
+	// the event fails for good; only handler errors count.
 	MaxAttempts int `env:"WAHOOK_MAX_ATTEMPTS" envDefault:"5"`
+	// MaxInterruptions bounds the claims that end without any result (crash,
+	// lapsed lease), so a crash loop still ends in the dead-letter queue.
+	MaxInterruptions int `env:"WAHOOK_MAX_INTERRUPTIONS" envDefault:"10"`
 	// ShutdownTimeout is how long in-flight handlers may finish after SIGTERM
 	// (under ECS's 30 s stop timeout).
 	ShutdownTimeout time.Duration `env:"WAHOOK_SHUTDOWN_TIMEOUT" envDefault:"25s"`
@@ -98,6 +102,9 @@ func (c Config) Validate() error {
 		// a shutdown) must not let SQS redrive before the worker's own Fail.
 		errs = append(errs, fmt.Errorf("WAHOOK_MAX_RECEIVE_COUNT: %d is under WAHOOK_MAX_ATTEMPTS %d + 2",
 			c.MaxReceiveCount, c.MaxAttempts))
+	}
+	if c.MaxInterruptions < 1 {
+		errs = append(errs, fmt.Errorf("WAHOOK_MAX_INTERRUPTIONS: %d must be at least 1", c.MaxInterruptions))
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("WAHOOK_SHUTDOWN_TIMEOUT: %s must be positive", c.ShutdownTimeout))
