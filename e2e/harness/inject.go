@@ -378,3 +378,10 @@ func (in *Injector) partial(w http.ResponseWriter, r *http.Request, op string, b
 	w.Header().Set("Content-Type", "application/x-amz-json-1.0")
 	_ = json.NewEncoder(w).Encode(out)
 }
+
+// Table matches the calls that name table (DynamoDB's TableName): DynamoDB
+// throttles one table, not the whole account.
+func Table(table string) func(op string, body []byte) bool {
+	needle := []byte(`"TableName":"` + table + `"`)
+	return func(_ string, body []byte) bool { return bytes.Contains(body, needle) }
+}

@@ -43,7 +43,9 @@ func TestInjector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _, _ = truth.SQS.DeleteQueue(context.Background(), &sqs.DeleteQueueInput{QueueUrl: q.QueueUrl}) })
+	t.Cleanup(func() {
+		_, _ = truth.SQS.DeleteQueue(context.Background(), &sqs.DeleteQueueInput{QueueUrl: q.QueueUrl})
+	})
 
 	dyn, err := harness.NewInjector(harness.DynamoDB, s.Backend.DynamoDBEndpoint)
 	if err != nil {

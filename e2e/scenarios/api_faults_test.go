@@ -1,0 +1,140 @@
+package scenarios
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wahook/wahook/e2e/harness"
+)
+
+// Issue 7, case 1: the ledger table's writes throttled, its reads fine, for
+// longer than the queue's receive budget (maxReceiveCount 3, visibility 2 s).
+// A read probe would close the workers' breakers, claims would fail, receive
+// counts would burn and SQS would redrive events to the DLQ while the ledger
+// says queued. Required: the breakers stay open (their probe is a write), no
+// message is received while they are, no 200 is answered for an event that
+// could not be recorded, and after the fault every event is done once, the
+// DLQ empty.
+func TestLedgerWritesThrottled(t *testing.T) {
+	fault := form(20*time.Second, 60*time.Second)
+	const visibility = 2 * time.Second
+	s := harness.NewStack(t, harness.StackOptions{Visibility: visibility, MaxReceiveCount: 3, MaxAttempts: 1})
+	s.StartIngest(nil)
+	s.StartIngest(nil)
+	w1 := s.StartWorker(harness.WorkerOptions{Processors: 4, AuditDelay: 200 * time.Millisecond})
+	w2 := s.StartWorker(harness.WorkerOptions{Processors: 4, AuditDelay: 200 * time.Millisecond})
+	g := harness.NewGen(seed(t))
+	ctx := t.Context()
+	c := s.Client()
+
+	backlog := g.Batches(g.Messages(150), 10)
+	keys := keysOf(backlog)
+	dctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if _, err := c.DeliverAll(dctx, bodiesOf(backlog), 8); err != nil {
+		t.Fatal(err)
+	}
+
+	// Writes throttled, reads fine: one line.
+	throttle := s.InjectAll(harness.DynamoDB, harness.Throttle().On(harness.DynamoDBWrites...).
+		Matching(harness.Table(s.LedgerTable)).For(fault))
+	began := time.Now()
+	q, _, err := s.Depth(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("ledger writes throttled for %v with %s in the queue", fault, q)
+
+	// Webhooks keep arriving, delivered like Meta: retried until a 200.
+	during := g.Batches(g.Messages(40), 4)
+	keys = append(keys, keysOf(during)...)
+	var (
+		wg         sync.WaitGroup
+		mu         sync.Mutex
+		deliveries []harness.Delivery
+		errs       []error
+	)
+	mctx, mcancel := context.WithTimeout(ctx, fault+2*time.Minute)
+	defer mcancel()
+	for i, b := range bodiesOf(during) {
+		wg.Go(func() {
+			select {
+			case <-time.After(time.Duration(i) * fault / time.Duration(2*len(during))):
+			case <-mctx.Done():
+			}
+			d, err := c.Deliver(mctx, b)
+			mu.Lock()
+			defer mu.Unlock()
+			deliveries = append(deliveries, d)
+			if err != nil {
+				errs = append(errs, err)
+			}
+		})
+	}
+
+	harness.Eventually(t, fault/2, "both workers' breakers open", func(ctx context.Context) error {
+		for _, w := range []*harness.Process{w1, w2} {
+			h, err := w.Health(ctx)
+			if err != nil {
+				return err
+			}
+			if h.Breaker.State != "open" {
+				return fmt.Errorf("%s: breaker %s", w.Name, h.Breaker.State)
+			}
+		}
+		return nil
+	})
+	openedAt := time.Now()
+	received := func() float64 {
+		n, err := s.SumMetric(ctx, harness.RoleWorker, "wahook_worker_messages_received_total")
+		if err != nil {
+			t.Fatalf("worker metrics: %v", err)
+		}
+		return n
+	}
+	before := received()
+	// Hold the fault for its full length, then a second more for the
+	// injectors' windows to close.
+	select {
+	case <-time.After(time.Until(began.Add(fault))):
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+	whileOpen := received() - before
+	s.ClearInjections()
+	restoredAt := time.Now()
+	if throttle.Hits() == 0 {
+		t.Fatal("no write was throttled: the fault did not happen")
+	}
+	if whileOpen > 0 {
+		t.Errorf("%v messages received in the %v the breakers were open while writes were throttled, want 0 (each burns a receive count)",
+			whileOpen, restoredAt.Sub(openedAt).Round(100*time.Millisecond))
+	}
+
+	wg.Wait()
+	if len(errs) > 0 {
+		t.Fatalf("%d webhooks never accepted: %v", len(errs), errs[0])
+	}
+	var status200 int
+	for _, d := range deliveries {
+		for _, a := range d.Attempts {
+			if a.Err == nil && a.Status == http.StatusOK && a.Start.Add(a.Latency).Before(restoredAt) && a.Start.After(began.Add(2*time.Second)) {
+				status200++
+			}
+		}
+	}
+	if status200 > 0 {
+		t.Errorf("%d webhooks answered 200 while the ledger's writes were throttled", status200)
+	}
+
+	s.AwaitSettled(keys, 2*time.Minute)
+	t.Logf("%d writes throttled; all %d events done %v after the fault", throttle.Hits(), len(keys),
+		time.Since(restoredAt).Round(100*time.Millisecond))
+	// A handler that finished while Complete was throttled runs again under a
+	// new claim once its lease lapses: allowed, fenced, counted.
+	s.CheckInvariants(harness.Expect{Keys: keys, Reinvocable: harness.AnyKey})
+}
