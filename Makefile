@@ -20,13 +20,13 @@ test: tools lint
 	@echo "== go test -race -short e2e (the race suite in its CI form)"
 	cd e2e && $(GO) test -race -short -count=1 -timeout 15m $(TESTFLAGS) ./...
 
-## lint: gofmt, go vet in every module, a GOWORK=off build of each module, and actionlint on the GitHub workflow (offline; pinned in tools/go.mod).
+## lint: gofmt, go vet in every module, a GOWORK=off build of each module, and actionlint on the GitHub workflow (offline; pinned in .ci/tools/go.mod).
 lint:
 	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	@set -e; for m in $(MODULES); do \
 	  (cd $$m && $(GO) vet ./... && GOWORK=off $(GO) build ./... && GOWORK=off $(GO) vet ./...); \
 	done
-	@cd tools && GOWORK=off $(GO) tool actionlint -shellcheck= -pyflakes= ../.github/workflows/ci.yml
+	@cd .ci/tools && GOWORK=off $(GO) tool actionlint -shellcheck= -pyflakes= ../../.github/workflows/ci.yml
 	@echo "lint ok"
 
 ## deploy-lint: cfn-lint (pinned, from PyPI, in a venv under localstack/.tools) on the ECS stack.

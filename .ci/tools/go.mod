@@ -2,7 +2,7 @@
 // module, outside go.work and run with GOWORK=off: actionlint needs a yaml/v4
 // release the services' compose-spec loader has moved past, and a tool's
 // dependencies should not choose the services' versions anyway.
-module github.com/wahook/wahook/tools
+module github.com/wahook/wahook/ci/tools
 
 go 1.26.8
 
