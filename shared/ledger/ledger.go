@@ -1,15 +1,19 @@
 // Package ledger is the DynamoDB record of every event's life: one item per event
 // key, moved between states only by conditional writes.
 //
+//	 Renew
+//	  ┌─┐
+//	  ▼ │
 //	received ──MarkQueued──▶ queued ──Claim──▶ processing ──Complete──▶ done
 //	   │  ▲                                   │   ▲  │
 //	Release TakeOver     GiveBack/Retry ◀────┘   │  └──Fail──▶ failed
 //	   ▼                                     Claim (lease expired)
 //	 (gone)
 //
-// Ingest acquires and queues; processors claim with a lease, extend it while their
-// handler runs, and complete, fail or give back — each write fenced by owner and
-// attempt so that at most one processor completes a key. See DESIGN.md.
+// Ingest acquires, renews while it still has to send, and queues; processors
+// claim with a lease, extend it while their handler runs, and complete, fail or
+// give back — each write fenced by owner and attempt so that at most one
+// processor completes a key. See DESIGN.md.
 //
 // Every claim raises attempt (the fencing token). A claim's end is counted:
 // Retry (a handler error) raises failures and given_back, GiveBack (shutdown)
@@ -128,11 +132,15 @@ type Item struct {
 }
 
 // Receipt proves which Acquire or TakeOver wrote the current `received` item, so
-// that only its writer marks it queued or releases it.
+// that only its writer marks it queued, renews or releases it.
 type Receipt struct {
-	Key        string
-	ReceivedAt int64 // epoch ms, as stored
-	Token      string
+	Key string
+	// ReceivedAt is the stamp Acquire or TakeOver wrote (epoch ms); Renew moves
+	// the stored one on, the receipt keeps the first.
+	ReceivedAt int64
+	// Token is random per Acquire or TakeOver call: the fence of every later
+	// write by this receipt's holder.
+	Token string
 	// TakenOver is true when the item was taken over from a stale `received` item.
 	TakenOver bool
 }
@@ -161,6 +169,7 @@ type DB interface {
 	PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
 	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
 	GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
+	BatchGetItem(ctx context.Context, in *dynamodb.BatchGetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error)
 	DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
 }
 
@@ -173,10 +182,12 @@ type Options struct {
 	// a crashed ingest and is taken over (default 10s). It must be longer than
 	// ingest's own SQS send timeout.
 	ResendWindow time.Duration
-	// InFlightWait is how long Admit waits for a sibling request's `received`
-	// item to become `queued` before answering ErrInFlight (default 2s).
+	// InFlightWait is how long Await waits on sibling requests' `received` items
+	// without any of them moving on (queued, released, taken over) before it
+	// answers ErrInFlight for the rest (default 2s). A sibling that keeps
+	// queueing keeps the wait going; one that is stuck ends it.
 	InFlightWait time.Duration
-	// PollInterval is Admit's first wait between reads of a `received` item
+	// PollInterval is Await's first wait between reads of the `received` items
 	// (default 25ms, doubling up to 250ms).
 	PollInterval time.Duration
 	// Now is the clock (default time.Now).
@@ -255,18 +266,21 @@ func (s *Store) Acquire(ctx context.Context, key string) (Receipt, error) {
 	return r, nil
 }
 
-// receiptCondition fences a write to the `received` item r wrote.
-const receiptCondition = "#state = :received AND #received_at = :mine AND #receipt_token = :token"
+// receiptCondition fences a write to the `received` item r wrote. The token
+// alone identifies the writer: Renew moves received_at, and a Renew whose reply
+// was lost and that the SDK retries must still find the item its own.
+const receiptCondition = "#state = :received AND #receipt_token = :token"
 
 func receiptValues(r Receipt) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{
 		":received": str(string(StateReceived)),
-		":mine":     num(r.ReceivedAt),
 		":token":    str(r.Token),
 	}
 }
 
-var receiptNames = map[string]string{"#state": AttrState, "#received_at": AttrReceivedAt, "#receipt_token": AttrReceiptToken}
+func receiptNames() map[string]string {
+	return map[string]string{"#state": AttrState, "#receipt_token": AttrReceiptToken}
+}
 
 // MarkQueued moves r's item to `queued` after its SQS send succeeded. It reports
 // false when the item had already moved on (a processor claimed it first, or a
@@ -279,7 +293,7 @@ func (s *Store) MarkQueued(ctx context.Context, r Receipt) (bool, error) {
 		Key:                       s.key(r.Key),
 		UpdateExpression:          aws.String("SET #state = :queued"),
 		ConditionExpression:       aws.String(receiptCondition),
-		ExpressionAttributeNames:  receiptNames,
+		ExpressionAttributeNames:  receiptNames(),
 		ExpressionAttributeValues: vals,
 	})
 	if awserr.ConditionFailed(err) {
@@ -299,7 +313,7 @@ func (s *Store) Release(ctx context.Context, r Receipt) (bool, error) {
 		TableName:                 &s.table,
 		Key:                       s.key(r.Key),
 		ConditionExpression:       aws.String(receiptCondition),
-		ExpressionAttributeNames:  receiptNames,
+		ExpressionAttributeNames:  receiptNames(),
 		ExpressionAttributeValues: receiptValues(r),
 	})
 	if awserr.ConditionFailed(err) {
@@ -356,73 +370,6 @@ func (s *Store) Get(ctx context.Context, key string) (Item, error) {
 		return Item{}, fmt.Errorf("get %s: %w", key, ErrNotFound)
 	}
 	return decodeItem(out.Item), nil
-}
-
-// Admission is the result of Admit.
-type Admission struct {
-	// Receipt is set when this request owns the event and must send it.
-	Receipt *Receipt
-	// Duplicate is set when the event is known already; State says how far it got.
-	Duplicate bool
-	State     State
-}
-
-// Admit decides what ingest does with an event key: send it (Acquire or TakeOver
-// succeeded) or count it as a duplicate. A key stuck in `received` belongs to a
-// sibling request that is enqueuing it now — wait up to InFlightWait for it to
-// become `queued` — or to one that crashed before its send: once the item is older
-// than ResendWindow it is taken over, so that Meta's retry never becomes a lost
-// event. ErrInFlight when the sibling is neither done nor stale in time; the caller
-// answers so that Meta retries.
-func (s *Store) Admit(ctx context.Context, key string) (Admission, error) {
-	deadline := s.opts.Now().Add(s.opts.InFlightWait)
-	wait := s.opts.PollInterval
-	for {
-		r, err := s.Acquire(ctx, key)
-		if err == nil {
-			return Admission{Receipt: &r}, nil
-		}
-		if !errors.Is(err, ErrExists) {
-			return Admission{}, err
-		}
-		item, err := s.Get(ctx, key)
-		if errors.Is(err, ErrNotFound) {
-			continue // released meanwhile: acquire again
-		}
-		if err != nil {
-			return Admission{}, fmt.Errorf("admit %s: %w", key, err)
-		}
-		if item.State != StateReceived {
-			return Admission{Duplicate: true, State: item.State}, nil
-		}
-		if item.ReceiptToken == r.Token {
-			// Our own put landed and the SDK's retry of it failed the condition.
-			// (Another request stamping the same millisecond would be taken for
-			// us too; that costs at most a second send, which the claim absorbs.)
-			return Admission{Receipt: &r}, nil
-		}
-		now := s.opts.Now()
-		if now.Sub(item.ReceivedAt) >= s.opts.ResendWindow {
-			r, err := s.TakeOver(ctx, key, item.ReceivedAt.UnixMilli())
-			if errors.Is(err, ErrConflict) {
-				continue
-			}
-			if err != nil {
-				return Admission{}, fmt.Errorf("admit %s: %w", key, err)
-			}
-			return Admission{Receipt: &r}, nil
-		}
-		if !now.Before(deadline) {
-			return Admission{}, fmt.Errorf("admit %s: %w", key, ErrInFlight)
-		}
-		pause := min(wait, deadline.Sub(now))
-		wait = min(2*wait, 250*time.Millisecond)
-		select {
-		case <-ctx.Done():
-			return Admission{}, fmt.Errorf("admit %s: %w", key, ctx.Err())
-		case <-time.After(pause):
-		}
-	}
 }
 
 // ProbeKey is the ledger item the worker's breaker writes to while it is open:

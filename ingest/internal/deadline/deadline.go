@@ -41,6 +41,12 @@ func (b *boundedDB) GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts
 	return b.db.GetItem(ctx, in, opts...)
 }
 
+func (b *boundedDB) BatchGetItem(ctx context.Context, in *dynamodb.BatchGetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	return b.db.BatchGetItem(ctx, in, opts...)
+}
+
 func (b *boundedDB) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()

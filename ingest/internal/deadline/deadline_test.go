@@ -29,6 +29,11 @@ func (hungDB) GetItem(ctx context.Context, _ *dynamodb.GetItemInput, _ ...func(*
 	return nil, ctx.Err()
 }
 
+func (hungDB) BatchGetItem(ctx context.Context, _ *dynamodb.BatchGetItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
 func (hungDB) DeleteItem(ctx context.Context, _ *dynamodb.DeleteItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
 	<-ctx.Done()
 	return nil, ctx.Err()
@@ -39,10 +44,11 @@ func TestEachCallIsBounded(t *testing.T) {
 	const timeout = 50 * time.Millisecond
 	db := deadline.DynamoDB(hungDB{}, timeout)
 	calls := map[string]func(context.Context) error{
-		"PutItem":    func(ctx context.Context) error { _, err := db.PutItem(ctx, nil); return err },
-		"UpdateItem": func(ctx context.Context) error { _, err := db.UpdateItem(ctx, nil); return err },
-		"GetItem":    func(ctx context.Context) error { _, err := db.GetItem(ctx, nil); return err },
-		"DeleteItem": func(ctx context.Context) error { _, err := db.DeleteItem(ctx, nil); return err },
+		"PutItem":      func(ctx context.Context) error { _, err := db.PutItem(ctx, nil); return err },
+		"UpdateItem":   func(ctx context.Context) error { _, err := db.UpdateItem(ctx, nil); return err },
+		"GetItem":      func(ctx context.Context) error { _, err := db.GetItem(ctx, nil); return err },
+		"BatchGetItem": func(ctx context.Context) error { _, err := db.BatchGetItem(ctx, nil); return err },
+		"DeleteItem":   func(ctx context.Context) error { _, err := db.DeleteItem(ctx, nil); return err },
 	}
 	for name, call := range calls {
 		t.Run(name, func(t *testing.T) {
