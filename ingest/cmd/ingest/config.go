@@ -39,11 +39,16 @@ type Config struct {
 	// request is taken over and sent again. Longer than SendTimeout, so that a
 	// live request is not overtaken while its send may still succeed.
 	ResendWindow time.Duration `env:"WAHOOK_RESEND_WINDOW" envDefault:"10s"`
-	// InFlightWait is how long a duplicate waits for a sibling request's send
-	// before answering 503 (Meta retries).
+	// InFlightWait is how long a duplicate waits on a sibling request's events
+	// without any of them getting queued before answering 503 (Meta retries).
+	// A sibling that keeps queueing keeps the duplicate waiting.
 	InFlightWait time.Duration `env:"WAHOOK_INFLIGHT_WAIT" envDefault:"2s"`
-	// AdmitConcurrency is how many ledger or SQS calls one webhook runs at once.
+	// AdmitConcurrency is how many ledger writes one webhook runs at once
+	// while admitting its events.
 	AdmitConcurrency int `env:"WAHOOK_ADMIT_CONCURRENCY" envDefault:"16"`
+	// SendConcurrency is how many SQS SendMessageBatch calls one webhook has
+	// in flight (a FIFO queue sends one at a time, in order).
+	SendConcurrency int `env:"WAHOOK_SEND_CONCURRENCY" envDefault:"4"`
 	// ShutdownTimeout bounds the graceful shutdown: in-flight webhooks finish
 	// within it. Under ECS's 30s stop timeout.
 	ShutdownTimeout time.Duration `env:"WAHOOK_SHUTDOWN_TIMEOUT" envDefault:"20s"`
@@ -71,6 +76,9 @@ func (c Config) Validate() error {
 	}
 	if c.AdmitConcurrency < 1 || c.AdmitConcurrency > 1000 {
 		errs = append(errs, fmt.Errorf("WAHOOK_ADMIT_CONCURRENCY: %d is outside 1..1000", c.AdmitConcurrency))
+	}
+	if c.SendConcurrency < 1 || c.SendConcurrency > 100 {
+		errs = append(errs, fmt.Errorf("WAHOOK_SEND_CONCURRENCY: %d is outside 1..100", c.SendConcurrency))
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("WAHOOK_SHUTDOWN_TIMEOUT: %s must be positive", c.ShutdownTimeout))

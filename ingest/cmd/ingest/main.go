@@ -106,7 +106,7 @@ func serve(ctx context.Context, log *zap.Logger, cfg Config, awsOpts awsclient.O
 	}
 	pipe, err := pipeline.New(store, clients.SQS, m, pipeline.Options{
 		QueueURL: queueURL, SendTimeout: cfg.SendTimeout, BackendTimeout: cfg.BackendTimeout,
-		Concurrency: cfg.AdmitConcurrency,
+		Concurrency: cfg.AdmitConcurrency, SendConcurrency: cfg.SendConcurrency, RenewEvery: cfg.ResendWindow / 3,
 	})
 	if err != nil {
 		return err

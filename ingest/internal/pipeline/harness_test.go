@@ -109,7 +109,8 @@ func newStack(t *testing.T, o options) *stack {
 		t.Fatal(err)
 	}
 	q := &recordingQueue{next: clients.SQS}
-	pipe, err := pipeline.New(store, q, m, pipeline.Options{QueueURL: prov.QueueURL, Concurrency: o.concurrency})
+	pipe, err := pipeline.New(store, q, m, pipeline.Options{QueueURL: prov.QueueURL, Concurrency: o.concurrency,
+		RenewEvery: o.resendWindow / 3})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,14 @@
 // Package pipeline takes a parsed webhook to the queue: admit every event in the
 // ledger, send the admitted ones to SQS in batches, then mark them queued — or
 // release them when their send failed, so that Meta's retry delivers them again.
+// The stages overlap: a batch is sent as soon as ten events are admitted, and
+// its events are marked while later ones are still being admitted. While the
+// request owns events it has not sent yet, it renews them, so that no sibling
+// request takes over the events of a live one.
 //
 // The pipeline never reports an event as handled unless it is in the queue or
-// the ledger already knew it: a caller answers Meta 200 only for a Result with
-// no Failed events.
+// the ledger already knew it (queued or later): a caller answers Meta 200 only
+// for a Result with no Failed events.
 package pipeline
 
 import (
@@ -31,7 +35,9 @@ import (
 
 // Ledger is the part of *ledger.Store the pipeline uses.
 type Ledger interface {
-	Admit(ctx context.Context, key string) (ledger.Admission, error)
+	Acquire(ctx context.Context, key string) (ledger.Receipt, error)
+	Await(ctx context.Context, tried []ledger.Receipt, owned func(i int, r ledger.Receipt)) ([]ledger.Admission, []error)
+	Renew(ctx context.Context, r ledger.Receipt) (bool, error)
 	MarkQueued(ctx context.Context, r ledger.Receipt) (bool, error)
 	Release(ctx context.Context, r ledger.Receipt) (bool, error)
 }
@@ -50,6 +56,7 @@ const (
 // Operation names, the `operation` label of backend errors.
 const (
 	OpAdmit            = "admit"
+	OpRenew            = "renew"
 	OpMarkQueued       = "mark_queued"
 	OpRelease          = "release"
 	OpSendMessageBatch = "send_message_batch"
@@ -66,9 +73,18 @@ type Options struct {
 	SendTimeout time.Duration
 	// BackendTimeout bounds one MarkQueued or Release (default 5s).
 	BackendTimeout time.Duration
-	// Concurrency is how many ledger or SQS calls one webhook runs at once
-	// (default 16).
+	// Concurrency is how many Acquire calls one webhook runs at once (default
+	// 16, measured: see README's benchmark; more only queues in the backend).
 	Concurrency int
+	// SendConcurrency is how many SendMessageBatch calls one webhook has in
+	// flight (default 4). Each sent batch's events are then marked queued
+	// together, up to ten calls at once. A FIFO queue sends one batch at a time,
+	// in body order.
+	SendConcurrency int
+	// RenewEvery is how often the events a request owns and has not sent yet are
+	// renewed in the ledger (default 10s/3): a third of the ledger's resend
+	// window, so that a live request is never taken over.
+	RenewEvery time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -117,6 +133,12 @@ func New(l Ledger, q Queue, m *metrics.Metrics, opts Options) (*Pipeline, error)
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 16
 	}
+	if opts.SendConcurrency <= 0 {
+		opts.SendConcurrency = 4
+	}
+	if opts.RenewEvery <= 0 {
+		opts.RenewEvery = 10 * time.Second / 3
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -145,9 +167,9 @@ type item struct {
 }
 
 // Process takes a batch to the queue. Admission runs under ctx (the request's
-// context); once this request owns events, their send, mark and release run to
-// the end even if ctx is cancelled (the client went away), each under its own
-// timeout, so that no item is left `received` for nothing.
+// context); once this request owns events, their send, renewal, mark and release
+// run to the end even if ctx is cancelled (the client went away), each under its
+// own timeout, so that no item is left `received` for nothing.
 func (p *Pipeline) Process(ctx context.Context, b *webhook.Batch, log *zap.Logger) Result {
 	arrived := p.opts.Now()
 	res := Result{Received: len(b.Events) + len(b.Rejected), Rejected: len(b.Rejected)}
@@ -163,20 +185,63 @@ func (p *Pipeline) Process(ctx context.Context, b *webhook.Batch, log *zap.Logge
 	}
 
 	items := make([]item, len(b.Events))
-	p.each(len(items), func(i int) {
-		items[i] = item{event: b.Events[i]}
-		p.admit(ctx, &items[i], log)
-	})
-
-	finish := context.WithoutCancel(ctx)
-	var owned []*item
 	for i := range items {
-		if items[i].receipt != nil {
-			owned = append(owned, &items[i])
+		items[i].event = b.Events[i]
+	}
+	out := p.newOutbox(context.WithoutCancel(ctx), arrived, log)
+
+	// Admission, feeding the outbox as events become ours. For a FIFO queue the
+	// outbox gets them in body order, so that a message group's events are sent
+	// in the order Meta listed them.
+	var (
+		mu        sync.Mutex
+		contested []*item
+		tried     []ledger.Receipt
+		resolved  = make([]bool, len(items))
+		next      int
+	)
+	p.each(len(items), func(i int) {
+		it := &items[i]
+		r, exists := p.acquire(ctx, it, log)
+		if !p.fifo && it.receipt != nil {
+			out.add(it)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if exists {
+			contested = append(contested, it)
+			tried = append(tried, r)
+		}
+		if !p.fifo {
+			return
+		}
+		resolved[i] = true
+		for ; next < len(items) && resolved[next]; next++ {
+			if items[next].receipt != nil {
+				out.add(&items[next])
+			}
+		}
+	})
+	out.flush()
+
+	// Events a sibling request holds: wait for all of them together, sending
+	// those that become ours (released by the sibling, or stale) at once.
+	if len(contested) > 0 {
+		adms, errs := p.ledger.Await(ctx, tried, func(i int, r ledger.Receipt) {
+			it := contested[i]
+			it.receipt = &r
+			if r.TakenOver {
+				log.Warn("event was left received by a request that stopped renewing it; sending it again",
+					logging.Key(it.event.Key))
+			}
+			out.add(it)
+			out.flush()
+		})
+		for i, it := range contested {
+			p.decided(ctx, it, adms[i], errs[i], log)
 		}
 	}
-	p.send(finish, owned, arrived, log)
-	p.each(len(owned), func(i int) { p.settle(finish, owned[i], log) })
+	out.close()
 
 	for i := range items {
 		it := &items[i]
@@ -200,10 +265,31 @@ func (p *Pipeline) Process(ctx context.Context, b *webhook.Batch, log *zap.Logge
 	return res
 }
 
-func (p *Pipeline) admit(ctx context.Context, it *item, log *zap.Logger) {
-	key := it.event.Key
-	adm, err := p.ledger.Admit(ctx, key)
+// acquire writes it's ledger item; it reports exists, with the receipt tried,
+// when another request has the key already.
+func (p *Pipeline) acquire(ctx context.Context, it *item, log *zap.Logger) (ledger.Receipt, bool) {
+	r, err := p.ledger.Acquire(ctx, it.event.Key)
 	switch {
+	case err == nil:
+		it.receipt = &r
+	case errors.Is(err, ledger.ErrExists):
+		return r, true
+	default:
+		it.outcome = failed
+		if ctx.Err() == nil {
+			p.metrics.BackendError(metrics.BackendDynamoDB, OpAdmit)
+		}
+		log.Error("admit failed", logging.Key(it.event.Key), zap.Error(err))
+	}
+	return ledger.Receipt{}, false
+}
+
+// decided records what Await made of a contested event.
+func (p *Pipeline) decided(ctx context.Context, it *item, adm ledger.Admission, err error, log *zap.Logger) {
+	key := it.event.Key
+	switch {
+	case adm.Receipt != nil:
+		// Ours: the outbox settled it.
 	case errors.Is(err, ledger.ErrInFlight):
 		it.outcome = failed
 		log.Warn("event is being enqueued by another request; asking Meta to retry", logging.Key(key))
@@ -216,62 +302,165 @@ func (p *Pipeline) admit(ctx context.Context, it *item, log *zap.Logger) {
 	case adm.Duplicate:
 		it.outcome = duplicate
 		log.Info("duplicate event", logging.Key(key), zap.String("state", string(adm.State)))
-	case adm.Receipt != nil:
-		it.receipt = adm.Receipt
-		if adm.Receipt.TakenOver {
-			log.Warn("event was left received by a request that never queued it; sending it again", logging.Key(key))
-		}
 	default:
 		it.outcome = failed
 		log.Error("admit returned neither a receipt nor a duplicate", logging.Key(key))
 	}
 }
 
-// send sends the owned items in batches; it sets item.sent for those the queue took.
-func (p *Pipeline) send(ctx context.Context, owned []*item, arrived time.Time, log *zap.Logger) {
-	ready := make([]*item, 0, len(owned))
-	for _, it := range owned {
-		it.env = envelope.FromEvent(it.event, arrived)
-		body, err := it.env.Encode()
-		if err != nil {
-			// Encoding fails the same way on every retry.
-			it.outcome = tooLarge
-			log.Error("event rejected for good: cannot encode its envelope", logging.Key(it.event.Key), zap.Error(err))
-			continue
-		}
-		it.body = body
-		ready = append(ready, it)
-	}
-	batches := p.batches(ready, log)
-	p.each(len(batches), func(i int) { p.sendBatch(ctx, batches[i], log) })
+// outbox sends the events a request owns in batches as they come, marks them
+// queued (or releases them) batch by batch, and renews those not yet sent. Its
+// calls run under ctx, which outlives the request.
+type outbox struct {
+	p       *Pipeline
+	ctx     context.Context
+	arrived time.Time
+	log     *zap.Logger
+
+	mu     sync.Mutex
+	cur    []*item
+	size   int
+	unsent map[*item]struct{} // owned, neither queued nor released yet
+	prev   chan struct{}      // closed when the previous batch's send returned (FIFO order)
+
+	slots   chan struct{} // SendConcurrency
+	batches sync.WaitGroup
+	stop    chan struct{}
+	renewer sync.WaitGroup
 }
 
-// batches splits items into SendMessageBatch calls within SQS's limits.
-func (p *Pipeline) batches(items []*item, log *zap.Logger) [][]*item {
-	var out [][]*item
-	var cur []*item
-	size := 0
-	for _, it := range items {
-		n := entrySize(it)
-		if n > MaxBatchBytes {
-			// No retry makes it smaller: answering 503 for it would have Meta
-			// retry the whole webhook for days.
-			it.outcome = tooLarge
-			log.Error("event rejected for good: too large for one SQS message", logging.Key(it.event.Key),
-				zap.Int("bytes", n), zap.Int("limit", MaxBatchBytes))
-			continue
-		}
-		if len(cur) == MaxBatchEntries || size+n > MaxBatchBytes {
-			out = append(out, cur)
-			cur, size = nil, 0
-		}
-		cur = append(cur, it)
-		size += n
+func (p *Pipeline) newOutbox(ctx context.Context, arrived time.Time, log *zap.Logger) *outbox {
+	o := &outbox{
+		p: p, ctx: ctx, arrived: arrived, log: log,
+		unsent: map[*item]struct{}{},
+		slots:  make(chan struct{}, p.opts.SendConcurrency),
+		stop:   make(chan struct{}),
 	}
-	if len(cur) > 0 {
-		out = append(out, cur)
+	o.prev = make(chan struct{})
+	close(o.prev)
+	o.renewer.Go(o.renewLoop)
+	return o
+}
+
+// add takes an owned event; a full batch goes out at once.
+func (o *outbox) add(it *item) {
+	it.env = envelope.FromEvent(it.event, o.arrived)
+	body, err := it.env.Encode()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err != nil {
+		// Encoding fails the same way on every retry.
+		it.outcome = tooLarge
+		o.log.Error("event rejected for good: cannot encode its envelope", logging.Key(it.event.Key), zap.Error(err))
+		o.dispatch([]*item{it}, false)
+		return
 	}
-	return out
+	it.body = body
+	n := entrySize(it)
+	if n > MaxBatchBytes {
+		// No retry makes it smaller: answering 503 for it would have Meta
+		// retry the whole webhook for days.
+		it.outcome = tooLarge
+		o.log.Error("event rejected for good: too large for one SQS message", logging.Key(it.event.Key),
+			zap.Int("bytes", n), zap.Int("limit", MaxBatchBytes))
+		o.dispatch([]*item{it}, false)
+		return
+	}
+	o.unsent[it] = struct{}{}
+	if o.size+n > MaxBatchBytes {
+		o.dispatch(o.cur, true)
+		o.cur, o.size = nil, 0
+	}
+	o.cur = append(o.cur, it)
+	o.size += n
+	if len(o.cur) == MaxBatchEntries {
+		o.dispatch(o.cur, true)
+		o.cur, o.size = nil, 0
+	}
+}
+
+// flush sends a partial batch: no more events are coming soon.
+func (o *outbox) flush() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.cur) > 0 {
+		o.dispatch(o.cur, true)
+		o.cur, o.size = nil, 0
+	}
+}
+
+// dispatch sends batch (when send) and settles its events, on a goroutine the
+// outbox waits for in close. Called with o.mu held.
+func (o *outbox) dispatch(batch []*item, send bool) {
+	prev, done := o.prev, make(chan struct{})
+	if send && o.p.fifo {
+		o.prev = done
+	} else {
+		close(done)
+	}
+	o.batches.Go(func() {
+		if send {
+			if o.p.fifo {
+				<-prev // one batch at a time, in body order
+			}
+			o.slots <- struct{}{}
+			o.p.sendBatch(o.ctx, batch, o.log)
+			if o.p.fifo {
+				close(done)
+			}
+			<-o.slots
+		}
+		var wg sync.WaitGroup
+		for _, it := range batch {
+			wg.Go(func() {
+				o.p.settle(o.ctx, it, o.log)
+				o.mu.Lock()
+				delete(o.unsent, it)
+				o.mu.Unlock()
+			})
+		}
+		wg.Wait()
+	})
+}
+
+// close sends what is left, waits for every batch to be settled and stops
+// renewing.
+func (o *outbox) close() {
+	o.flush()
+	o.batches.Wait()
+	close(o.stop)
+	o.renewer.Wait()
+}
+
+// renewLoop renews the owned, unsent events every RenewEvery until close.
+func (o *outbox) renewLoop() {
+	t := time.NewTicker(o.p.opts.RenewEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-o.stop:
+			return
+		case <-t.C:
+		}
+		o.mu.Lock()
+		receipts := make([]ledger.Receipt, 0, len(o.unsent))
+		for it := range o.unsent {
+			receipts = append(receipts, *it.receipt)
+		}
+		o.mu.Unlock()
+		o.p.each(len(receipts), func(i int) {
+			ctx, cancel := context.WithTimeout(o.ctx, o.p.opts.BackendTimeout)
+			defer cancel()
+			if _, err := o.p.ledger.Renew(ctx, receipts[i]); err != nil {
+				// The next round tries again; a window is three rounds.
+				o.p.metrics.BackendError(metrics.BackendDynamoDB, OpRenew)
+				o.log.Warn("renew failed", logging.Key(receipts[i].Key), zap.Error(err))
+			}
+		})
+		if len(receipts) > 0 {
+			o.log.Debug("renewed owned events not yet sent", zap.Int("events", len(receipts)))
+		}
+	}
 }
 
 // entrySize is what SQS counts against its size limit: the body and the

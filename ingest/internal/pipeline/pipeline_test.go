@@ -409,17 +409,17 @@ func TestClientGoneAfterAdmission(t *testing.T) {
 	}
 }
 
-// faultyLedger fails Admit for one key, as a DynamoDB outage would.
+// faultyLedger fails Acquire for one key, as a DynamoDB outage would.
 type faultyLedger struct {
 	*ledger.Store
 	failKey string
 }
 
-func (l faultyLedger) Admit(ctx context.Context, key string) (ledger.Admission, error) {
+func (l faultyLedger) Acquire(ctx context.Context, key string) (ledger.Receipt, error) {
 	if key == l.failKey {
-		return ledger.Admission{}, fmt.Errorf("admit %s: %w", key, errInjected)
+		return ledger.Receipt{}, fmt.Errorf("acquire %s: %w", key, errInjected)
 	}
-	return l.Store.Admit(ctx, key)
+	return l.Store.Acquire(ctx, key)
 }
 
 func TestAdmitFailureAnswers503(t *testing.T) {

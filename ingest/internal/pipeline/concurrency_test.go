@@ -1,0 +1,194 @@
+package pipeline_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/wahook/wahook/ingest/internal/server"
+	"github.com/wahook/wahook/shared/envelope"
+	"github.com/wahook/wahook/shared/ledger"
+	"github.com/wahook/wahook/shared/webhook"
+)
+
+// gatedLedger holds the Acquire of one key until the queue has seen a send:
+// a pipeline that sends only after the whole body is admitted never gets there.
+type gatedLedger struct {
+	*ledger.Store
+	gateKey string
+	sent    <-chan struct{}
+}
+
+func (l gatedLedger) Acquire(ctx context.Context, key string) (ledger.Receipt, error) {
+	if key == l.gateKey {
+		select {
+		case <-l.sent:
+		case <-time.After(10 * time.Second):
+			return ledger.Receipt{}, fmt.Errorf("acquire %s: no batch was sent while admission was still running", key)
+		}
+	}
+	return l.Store.Acquire(ctx, key)
+}
+
+// Sending starts as soon as the first ten events are admitted, not after the
+// whole body.
+func TestSendingStartsBeforeAdmissionEnds(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, options{})
+	sent := make(chan struct{})
+	var once sync.Once
+	s.queue.setFault(func(context.Context, *sqs.SendMessageBatchInput) ([]string, error) {
+		once.Do(func() { close(sent) })
+		return nil, nil
+	})
+	batch, err := webhook.Parse([]byte(messages("pipe", 40)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := webhook.MessageKey("wamid-pipe-39")
+	p := pipelineWith(t, s, gatedLedger{Store: s.store, gateKey: last, sent: sent})
+	res := p.Process(t.Context(), batch, s.log)
+	if res.Queued != 40 || !res.Complete() {
+		t.Fatalf("result %+v, want 40 queued (the last admission waited for a send that never came?)", res)
+	}
+	if got := len(s.drain()); got != 40 {
+		t.Errorf("%d messages in the queue, want 40", got)
+	}
+}
+
+// jitteryLedger delays every Acquire by a random few milliseconds, so that
+// concurrent admissions finish out of body order.
+type jitteryLedger struct{ *ledger.Store }
+
+func (l jitteryLedger) Acquire(ctx context.Context, key string) (ledger.Receipt, error) {
+	time.Sleep(time.Duration(rand.IntN(15)) * time.Millisecond) // scrambles completion order
+	return l.Store.Acquire(ctx, key)
+}
+
+// On a FIFO queue the events of one message group are sent in body order,
+// however the concurrent admissions finish.
+func TestFIFOSendsEachGroupInBodyOrder(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, options{fifo: true})
+	const n = 60
+	batch, err := webhook.Parse([]byte(messages("order", n)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := pipelineWith(t, s, jitteryLedger{s.store})
+	if res := p.Process(t.Context(), batch, s.log); res.Queued != n {
+		t.Fatalf("result %+v, want %d queued", res, n)
+	}
+	sentOrder := map[string][]int{} // group → body indexes in send order
+	for _, c := range s.queue.calls() {
+		for _, e := range c.Entries {
+			env, err := envelope.Decode([]byte(aws.ToString(e.MessageBody)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var i int
+			if _, err := fmt.Sscanf(env.Key, "msg#wamid-order-%d", &i); err != nil {
+				t.Fatalf("key %q: %v", env.Key, err)
+			}
+			g := aws.ToString(e.MessageGroupId)
+			sentOrder[g] = append(sentOrder[g], i)
+		}
+	}
+	if len(sentOrder) < 2 {
+		t.Fatalf("%d message groups, want several", len(sentOrder))
+	}
+	for g, order := range sentOrder {
+		if !slices.IsSorted(order) {
+			t.Errorf("group %s sent in order %v, want body order", g, order)
+		}
+	}
+}
+
+// Two identical large bodies at once: each request owns part of the keys and
+// waits for the other's part together; both answer 200 and every event is
+// sent exactly once.
+func TestTwoIdenticalLargeBodies(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, options{})
+	const n = 300
+	body := messages("twin", n)
+	var replies [2]reply
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range replies {
+		wg.Go(func() {
+			<-start
+			replies[i] = s.post(body)
+		})
+	}
+	close(start)
+	wg.Wait()
+	queued := 0
+	for i, r := range replies {
+		if r.code != http.StatusOK || r.summary.Received != n || r.summary.Queued+r.summary.Duplicates != n {
+			t.Errorf("request %d: %d %+v, want 200 with %d queued or duplicate", i, r.code, r.summary, n)
+		}
+		queued += r.summary.Queued
+	}
+	if queued != n {
+		t.Errorf("%d queued over both requests, want each of %d once", queued, n)
+	}
+	entries := 0
+	for _, c := range s.queue.calls() {
+		entries += len(c.Entries)
+	}
+	if entries != n {
+		t.Errorf("%d entries sent, want %d (each event once)", entries, n)
+	}
+	if got := len(s.drain()); got != n {
+		t.Errorf("%d messages in the queue, want %d", got, n)
+	}
+}
+
+// A live request whose send is slower than the resend window keeps its events
+// (it renews them): a duplicate waits for it and answers 200, nothing is sent
+// twice.
+func TestSlowOwnerIsNotTakenOver(t *testing.T) {
+	t.Parallel()
+	// Renewals every window/3 leave a busy machine two thirds of a window of slack.
+	const window = 1500 * time.Millisecond
+	s := newStack(t, options{resendWindow: window, inFlightWait: 10 * time.Second})
+	release := make(chan struct{})
+	var once sync.Once
+	stalled := make(chan struct{})
+	s.queue.setFault(func(ctx context.Context, _ *sqs.SendMessageBatchInput) ([]string, error) {
+		first := false
+		once.Do(func() { first = true; close(stalled) })
+		if first {
+			<-release // the owner's send hangs for several windows
+		}
+		return nil, nil
+	})
+	body := messages("slow", 5)
+	owner := make(chan reply, 1)
+	go func() { owner <- s.post(body) }()
+	<-stalled
+	dup := make(chan reply, 1)
+	go func() { dup <- s.post(body) }()
+	// Two windows pass while the owner's send hangs, then it completes.
+	time.Sleep(2 * window) // the span the owner must survive, not a wait for an outcome
+	close(release)
+	o, d := <-owner, <-dup
+	if o.code != http.StatusOK || o.summary.Queued != 5 {
+		t.Errorf("owner: %d %+v, want 200 with 5 queued", o.code, o.summary)
+	}
+	if d.code != http.StatusOK || d.summary != (server.Summary{Received: 5, Duplicates: 5}) {
+		t.Errorf("duplicate: %d %+v, want 200 with 5 duplicates (a live owner is never taken over)", d.code, d.summary)
+	}
+	if got := len(s.drain()); got != 5 {
+		t.Errorf("%d messages in the queue, want 5 (each event once)", got)
+	}
+}
