@@ -154,3 +154,62 @@ func TestDuplicateWebhook(t *testing.T) {
 	checkProcessed(t, s, tally.Done)
 	t.Logf("settled in %v", took.Round(time.Millisecond))
 }
+
+// Meta delivers one 1,000-update webhook to two replicas at once (a retry that
+// overlaps a slow first attempt). Each request owns part of the keys and waits
+// for the other's part, all together: both answer 200 on the first attempt,
+// and each event is sent once (no take-over of a live sibling's events).
+func TestTwoIdenticalLargeBodies(t *testing.T) {
+	s := harness.NewStack(t, harness.StackOptions{})
+	s.StartIngest(nil)
+	s.StartIngest(nil)
+	s.StartWorker(harness.WorkerOptions{})
+	ctx := t.Context()
+	c := s.Client()
+	urls := s.IngestURLs()
+	g := harness.NewGen(seed(t))
+
+	var statuses []harness.Status
+	for range 100 {
+		statuses = append(statuses, g.Lifecycle(g.WAMID(), "16505551234")[:2]...)
+	}
+	p := g.Payload(g.Messages(800), statuses)
+	body, keys := p.JSON(), p.Keys()
+	if len(keys) != 1000 {
+		t.Fatalf("payload has %d keys, want 1000", len(keys))
+	}
+
+	var answers [2]harness.Response
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range answers {
+		wg.Go(func() {
+			<-start
+			answers[i] = c.PostTo(ctx, urls[i], body)
+		})
+	}
+	close(start)
+	wg.Wait()
+	queued, duplicates := 0, 0
+	for i, a := range answers {
+		if !a.OK() {
+			t.Fatalf("replica %d: %v (%s), want 200 on the first attempt", i, a, a.Body)
+		}
+		sum := summaryOf(t, a)
+		queued += sum.Queued
+		duplicates += sum.Duplicates
+		t.Logf("replica %d: %v, %+v", i, a, sum)
+	}
+	if queued != len(keys) || duplicates != len(keys) {
+		t.Errorf("queued %d and answered %d duplicates over both requests, want each of %d events queued once and a duplicate once",
+			queued, duplicates, len(keys))
+	}
+
+	took := s.AwaitSettled(keys, 3*time.Minute)
+	tally := s.CheckInvariants(harness.Expect{Keys: keys})
+	if done := workerDone(t, s); done != tally.Keys {
+		t.Errorf("workers completed %d events, want %d", done, tally.Keys)
+	}
+	checkProcessed(t, s, tally.Done)
+	t.Logf("settled in %v", took.Round(time.Millisecond))
+}

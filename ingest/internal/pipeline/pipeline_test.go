@@ -301,7 +301,9 @@ func TestRefusedEntryReleasedOthersQueued(t *testing.T) {
 // one after the window takes the item over and sends it.
 func TestCrashAfterAdmitIsRecoveredByRetry(t *testing.T) {
 	t.Parallel()
-	const window = 300 * time.Millisecond
+	// The window is long enough that the immediate retry comes within it even
+	// on a busy machine; the second retry waits for the window to pass.
+	const window = 3 * time.Second
 	s := newStack(t, options{resendWindow: window, inFlightWait: 50 * time.Millisecond})
 	key := webhook.MessageKey("wamid-crash-0")
 	crashed, err := s.store.Admit(t.Context(), key) // ... and the process died here
@@ -318,7 +320,7 @@ func TestCrashAfterAdmitIsRecoveredByRetry(t *testing.T) {
 		t.Errorf("after the immediate retry: state %q, want received", st)
 	}
 
-	eventually(t, 5*time.Second, "the item to outgrow the resend window", func() bool {
+	eventually(t, 2*window, "the item to outgrow the resend window", func() bool {
 		item, err := s.store.Get(t.Context(), key)
 		return err == nil && time.Since(item.ReceivedAt) > window
 	})
