@@ -46,6 +46,9 @@ type Common struct {
 	ItemTTL time.Duration `env:"WAHOOK_ITEM_TTL" envDefault:"192h"`
 	// BackendTimeout bounds one DynamoDB or SQS call (the SDK's retries included).
 	BackendTimeout time.Duration `env:"WAHOOK_BACKEND_TIMEOUT" envDefault:"5s"`
+	// Pprof serves Go's runtime profiles under /debug/pprof/ on the service's
+	// own HTTP port (benchmarks, investigations; off in production).
+	Pprof bool `env:"WAHOOK_PPROF" envDefault:"false"`
 }
 
 // DeadLetterName is the DLQ name auto-provision uses.

@@ -27,6 +27,7 @@ import (
 	"github.com/wahook/wahook/shared/health"
 	"github.com/wahook/wahook/shared/ledger"
 	"github.com/wahook/wahook/shared/logging"
+	"github.com/wahook/wahook/shared/profiling"
 	"github.com/wahook/wahook/shared/resources"
 )
 
@@ -128,7 +129,7 @@ func serve(ctx context.Context, log *zap.Logger, cfg Config, awsOpts awsclient.O
 		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 	}
 	srv := &http.Server{
-		Handler:           handler,
+		Handler:           profiling.Mount(handler, cfg.Pprof),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,

@@ -29,6 +29,7 @@ import (
 	"github.com/wahook/wahook/shared/health"
 	"github.com/wahook/wahook/shared/ledger"
 	"github.com/wahook/wahook/shared/logging"
+	"github.com/wahook/wahook/shared/profiling"
 	"github.com/wahook/wahook/shared/resources"
 	"github.com/wahook/wahook/worker/handlers/audit"
 	"github.com/wahook/wahook/worker/handlers/forward"
@@ -162,7 +163,7 @@ func run(ctx context.Context, log *zap.Logger) error {
 		"sqs":      health.SQS(clients.SQS, queueURL),
 	})
 	srv := &http.Server{
-		Handler:           server.New(checker, pool, reg, log),
+		Handler:           profiling.Mount(server.New(checker, pool, reg, log), cfg.Pprof),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 	ln, err := net.Listen("tcp", cfg.HealthAddr)
