@@ -239,7 +239,9 @@ func (s *Store) expiresAt(now time.Time) types.AttributeValue {
 }
 
 // Acquire records a new event as `received`. ErrExists when the key has an item;
-// the receipt returned with it holds the stamp that was tried.
+// the receipt returned with it, and with any other error, holds the stamp and
+// token that were tried: a put that failed without an answer (a timeout) may
+// still have landed, and Release with that receipt removes it if so.
 func (s *Store) Acquire(ctx context.Context, key string) (Receipt, error) {
 	now := s.opts.Now()
 	r := Receipt{Key: key, ReceivedAt: now.UnixMilli(), Token: rand.Text()}
@@ -261,7 +263,7 @@ func (s *Store) Acquire(ctx context.Context, key string) (Receipt, error) {
 		return r, fmt.Errorf("acquire %s: %w", key, ErrExists)
 	}
 	if err != nil {
-		return Receipt{}, fmt.Errorf("acquire %s: %w", key, err)
+		return r, fmt.Errorf("acquire %s: %w", key, err)
 	}
 	return r, nil
 }

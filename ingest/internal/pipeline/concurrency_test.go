@@ -192,3 +192,41 @@ func TestSlowOwnerIsNotTakenOver(t *testing.T) {
 		t.Errorf("%d messages in the queue, want 5 (each event once)", got)
 	}
 }
+
+// lostReplyLedger lands every Acquire of one key but reports a timeout, as an
+// overloaded backend whose answer never came does.
+type lostReplyLedger struct {
+	*ledger.Store
+	key string
+}
+
+func (l lostReplyLedger) Acquire(ctx context.Context, key string) (ledger.Receipt, error) {
+	r, err := l.Store.Acquire(ctx, key)
+	if key == l.key && err == nil {
+		return r, fmt.Errorf("acquire %s: %w", key, context.DeadlineExceeded)
+	}
+	return r, err
+}
+
+// An Acquire that timed out but landed is released at once (fenced by its
+// token): Meta's immediate retry queues the event instead of waiting out the
+// resend window for a take-over.
+func TestTimedOutAcquireThatLandedIsReleased(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, options{inFlightWait: 100 * time.Millisecond})
+	key := webhook.MessageKey("wamid-lost-1")
+	batch, err := webhook.Parse([]byte(messages("lost", 3)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := pipelineWith(t, s, lostReplyLedger{Store: s.store, key: key}).Process(t.Context(), batch, s.log)
+	if res.Queued != 2 || res.Failed != 1 {
+		t.Fatalf("result %+v, want 2 queued and 1 failed", res)
+	}
+	if st := s.state(key); st != "" {
+		t.Errorf("the landed acquire left state %q, want no item", st)
+	}
+	if r := s.post(messages("lost", 3)); r.code != http.StatusOK || r.summary.Queued != 1 || r.summary.Duplicates != 2 {
+		t.Errorf("Meta's retry: %d %+v, want 200 with 1 queued and 2 duplicates", r.code, r.summary)
+	}
+}

@@ -231,7 +231,7 @@ func (p *Pipeline) Process(ctx context.Context, b *webhook.Batch, log *zap.Logge
 			it := contested[i]
 			it.receipt = &r
 			if r.TakenOver {
-				log.Warn("event was left received by a request that stopped renewing it; sending it again",
+				log.Warn("event was left received by a request that stopped renewing it (crashed, or its write timed out); sending it again",
 					logging.Key(it.event.Key))
 			}
 			out.add(it)
@@ -280,6 +280,19 @@ func (p *Pipeline) acquire(ctx context.Context, it *item, log *zap.Logger) (ledg
 			p.metrics.BackendError(metrics.BackendDynamoDB, OpAdmit)
 		}
 		log.Error("admit failed", logging.Key(it.event.Key), zap.Error(err))
+		if r.Token != "" {
+			// The put may have landed without an answer (a timeout): remove it,
+			// fenced by its token, so that Meta's retry acquires the key at once
+			// instead of waiting out the resend window for a take-over.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.opts.BackendTimeout)
+			defer cancel()
+			if released, err := p.ledger.Release(rctx, r); err != nil {
+				log.Warn("could not release an acquire that may have landed; the resend window recovers it",
+					logging.Key(it.event.Key), zap.Error(err))
+			} else if released {
+				log.Info("an acquire that timed out had landed: released", logging.Key(it.event.Key))
+			}
+		}
 	}
 	return ledger.Receipt{}, false
 }
