@@ -193,7 +193,7 @@ func (s *Stack) ingestEnv(addr string) map[string]string {
 		"WAHOOK_VERIFY_TOKEN":  s.VerifyToken,
 		"WAHOOK_SEND_TIMEOUT":  "3s",
 		"WAHOOK_RESEND_WINDOW": "6s",
-		"WAHOOK_INFLIGHT_WAIT": "2s",
+		"WAHOOK_INFLIGHT_WAIT": "4s", // beyond the 2s renewal interval
 	}
 }
 

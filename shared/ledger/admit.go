@@ -80,9 +80,11 @@ func (s *Store) Admit(ctx context.Context, key string) (Admission, error) {
 //     sibling crashed or stalled: TakeOver — ours;
 //   - gone (the sibling released it): Acquire again.
 //
-// Keys still `received` by a live sibling once InFlightWait has passed without
-// any of the awaited keys moving on get ErrInFlight: the caller answers so that
-// Meta retries. Never a duplicate for a key a sibling still owns.
+// Keys still `received` by a sibling once InFlightWait has passed without any
+// of the awaited keys moving on or being renewed get ErrInFlight: the caller
+// answers so that Meta retries. A sibling that keeps queueing or renewing keeps
+// the wait going (it ends with the sibling's own send and backend timeouts, or
+// with ctx). Never a duplicate for a key a sibling still owns.
 //
 // owned, when not nil, is called as soon as a key becomes ours (before Await
 // returns), so that the caller can send it while the others are still awaited.
@@ -103,6 +105,7 @@ func (s *Store) Await(ctx context.Context, tried []Receipt, owned func(i int, r 
 	}
 	progressed := s.opts.Now()
 	wait := s.opts.PollInterval
+	renewed := make(map[string]time.Time, len(tried)) // received_at last read, per key
 	for len(pending) > 0 {
 		items, err := s.readPending(ctx, pending)
 		if err != nil {
@@ -135,7 +138,13 @@ func (s *Store) Await(ctx context.Context, tried []Receipt, owned func(i int, r 
 				delete(pending, key)
 			case item.ReceiptToken == tried[i].Token:
 				own(i, tried[i])
-			case now.Sub(item.ReceivedAt) >= s.opts.ResendWindow:
+			case now.Sub(item.ReceivedAt) < s.opts.ResendWindow:
+				// The sibling's; a renewal since the last read shows it alive.
+				if last, ok := renewed[key]; ok && item.ReceivedAt.After(last) {
+					moved = true
+				}
+				renewed[key] = item.ReceivedAt
+			default:
 				// Nobody renewed it for a whole window: its owner is gone.
 				r, err := s.TakeOver(ctx, key, item.ReceivedAt.UnixMilli())
 				switch {

@@ -174,3 +174,35 @@ func TestAwaitReadsSiblingKeysTogether(t *testing.T) {
 	}
 	t.Logf("%d keys decided in %d BatchGetItem calls", n, len(counter.calls))
 }
+
+// A sibling whose send is slow but who renews its item is alive: a duplicate
+// keeps waiting for it past InFlightWait, and answers duplicate once it queues.
+func TestAwaitWaitsWhileTheSiblingRenews(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	opts := ledger.Options{ResendWindow: 30 * time.Second, InFlightWait: 400 * time.Millisecond, PollInterval: 10 * time.Millisecond}
+	s, _ := newStore(t, opts)
+	r, err := s.Acquire(ctx, "msg#renewing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// Renew every 150ms for 1.5s (nearly four InFlightWaits), then queue.
+		for range 10 {
+			time.Sleep(150 * time.Millisecond) // the sibling's renewal interval
+			if ok, err := s.Renew(ctx, r); !ok || err != nil {
+				t.Errorf("renew: %v %v", ok, err)
+			}
+		}
+		if ok, err := s.MarkQueued(ctx, r); !ok || err != nil {
+			t.Errorf("mark queued: %v %v", ok, err)
+		}
+	}()
+	a, err := s.Admit(ctx, "msg#renewing")
+	<-done
+	if err != nil || !a.Duplicate || a.State != ledger.StateQueued {
+		t.Fatalf("duplicate of a renewing sibling: %+v %v, want a queued duplicate", a, err)
+	}
+}

@@ -183,9 +183,10 @@ type Options struct {
 	// ingest's own SQS send timeout.
 	ResendWindow time.Duration
 	// InFlightWait is how long Await waits on sibling requests' `received` items
-	// without any of them moving on (queued, released, taken over) before it
-	// answers ErrInFlight for the rest (default 2s). A sibling that keeps
-	// queueing keeps the wait going; one that is stuck ends it.
+	// without any of them moving on (queued, released, taken over) or being
+	// renewed before it answers ErrInFlight for the rest (default 5s; longer
+	// than the siblings' renewal interval, ResendWindow/3). A sibling that keeps
+	// queueing or renewing keeps the wait going; one that is stuck ends it.
 	InFlightWait time.Duration
 	// PollInterval is Await's first wait between reads of the `received` items
 	// (default 25ms, doubling up to 250ms).
@@ -216,7 +217,7 @@ func New(db DB, table string, opts Options) (*Store, error) {
 		opts.ResendWindow = 10 * time.Second
 	}
 	if opts.InFlightWait <= 0 {
-		opts.InFlightWait = 2 * time.Second
+		opts.InFlightWait = 5 * time.Second
 	}
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 25 * time.Millisecond

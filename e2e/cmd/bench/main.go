@@ -1,37 +1,48 @@
-// Command bench measures wahook end to end — webhook latency, throughput,
-// backend calls per event — against the same backends the race suite uses,
-// and in the same run the raw floor of those backends (PutItem, SendMessage,
-// both per event, at the same concurrency). It prints numbers and asserts
-// nothing.
+// Command bench measures wahook end to end against the same backends the race
+// suite uses, and in the same run the floor of those backends, and prints a
+// report (Markdown; -o also writes it and its JSON twin to files):
 //
-//	go run ./cmd/bench -events 2000 -batch 10 -conc 16
+//   - webhook load with vegeta: the maximum rate, then a sustained rate below
+//     it; latency p50/p95/p99/max, errors, end-to-end events/s;
+//
+//   - per service process: CPU seconds per 1,000 events and peak RSS (/proc);
+//
+//   - backend calls per event by operation (counting proxies in front of the
+//     emulators, through which wahook and the floor clients both go);
+//
+//   - the raw floor (one operation alone) and the same-calls floor: a client
+//     that makes exactly wahook's calls per event and nothing else, swept over
+//     its concurrency; the ratio of wahook's throughput to its best;
+//
+//   - one 1,000-update body, and two identical ones at once, against twice the
+//     floor's time for the 2,000 conditional writes and 100 batch sends;
+//
+//   - a scaling table: workers 1, 2 × processors 1, 2, 4, 8;
+//
+//   - with -soak, a sustained run of that length sampling every service's RSS.
+//
+//     go run ./cmd/bench -events 2000 -o bench-results
 //
 // The backend is chosen as in the suite (WAHOOK_E2E_BACKEND, Docker,
-// endpoints from the environment, the local emulators).
+// endpoints from the environment, the local emulators). It asserts nothing:
+// goals are marked met or not in the report.
 package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log"
 	"maps"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	dbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
-
 	"github.com/wahook/wahook/e2e/harness"
-	"github.com/wahook/wahook/shared/awstest"
-	"github.com/wahook/wahook/shared/ledger"
+	"github.com/wahook/wahook/shared/awsclient"
 )
 
 type config struct {
@@ -42,34 +53,70 @@ type config struct {
 	workers    int
 	processors int
 	handlers   string
+	sustain    time.Duration
+	scaleN     int
+	sweep      string
+	soak       time.Duration
+	out        string
+	profile    string
+	skip       string
 	timeout    time.Duration
 	seed       uint64
 }
 
 func main() {
 	var c config
-	flag.IntVar(&c.events, "events", 2000, "events to send in the measured run")
+	flag.IntVar(&c.events, "events", 2000, "events in the maximum-rate run")
 	flag.IntVar(&c.batch, "batch", 10, "events per webhook")
-	flag.IntVar(&c.conc, "conc", 16, "webhooks in flight (and the floor's concurrency)")
+	flag.IntVar(&c.conc, "conc", 16, "webhooks in flight at most")
 	flag.IntVar(&c.ingests, "ingests", 2, "ingest processes")
 	flag.IntVar(&c.workers, "workers", 2, "worker processes")
 	flag.IntVar(&c.processors, "processors", 4, "processors per worker")
-	flag.StringVar(&c.handlers, "handlers", "store", "WAHOOK_HANDLERS of the workers (store, store,audit)")
-	flag.DurationVar(&c.timeout, "timeout", 10*time.Minute, "bound on the whole run")
+	flag.StringVar(&c.handlers, "handlers", "store", "WAHOOK_HANDLERS of the workers")
+	flag.DurationVar(&c.sustain, "sustain", 20*time.Second, "length of the sustained-rate run (at 70% of the maximum)")
+	flag.IntVar(&c.scaleN, "scale-events", 1000, "events per cell of the scaling table")
+	flag.StringVar(&c.sweep, "sweep", "1,2,4,8,16,32", "concurrencies of the same-calls floor client")
+	flag.DurationVar(&c.soak, "soak", 0, "also run a sustained soak this long, sampling RSS (e.g. 10m)")
+	flag.StringVar(&c.out, "o", "", "write the report to `path`.md and path.json")
+	flag.StringVar(&c.profile, "profile", "", "write CPU and heap profiles of an ingest and a worker, taken during the maximum-rate run, to `dir`")
+	flag.StringVar(&c.skip, "skip", "", "comma-separated phases to leave out: sustained, floor, big, scaling")
+	flag.DurationVar(&c.timeout, "timeout", 30*time.Minute, "bound on the whole run")
 	flag.Uint64Var(&c.seed, "seed", uint64(time.Now().UnixNano()), "payload generator seed")
 	flag.Parse()
 	log.SetFlags(log.Ltime | log.Lmicroseconds)
 	log.SetPrefix("bench: ")
-	if c.events < 1 || c.batch < 1 || c.conc < 1 || c.ingests < 1 || c.workers < 1 || c.processors < 1 {
-		log.Fatal("every count must be at least 1")
+	if c.events < 1 || c.batch < 1 || c.conc < 1 || c.ingests < 2 || c.workers < 1 || c.processors < 1 {
+		log.Fatal("every count must be at least 1, and -ingests at least 2 (the twin-body run posts to two replicas)")
 	}
 
-	r := newRunner(c.timeout)
+	r := newRunner(c.timeout + c.soak)
 	defer r.finish()
-	run(r, c)
+	rep := run(r, c)
+	md := rep.Markdown()
+	fmt.Print(md)
+	if c.out != "" {
+		if err := rep.Write(c.out); err != nil {
+			r.Fatalf("%v", err)
+		}
+		log.Printf("report written to %s.md and %s.json", c.out, c.out)
+	}
 }
 
-func run(r *runner, c config) {
+// bench is one run's shared state.
+type bench struct {
+	r       *runner
+	c       config
+	suite   *harness.Suite
+	stack   *harness.Stack
+	dynamo  *harness.CallCounter
+	sqs     *harness.CallCounter
+	counted *awsclient.Clients // the floor clients: through the counters too
+	gen     *harness.Gen
+}
+
+func (b *bench) skip(phase string) bool { return slices.Contains(strings.Split(b.c.skip, ","), phase) }
+
+func run(r *runner, c config) *Report {
 	suite := harness.Setup(r)
 	direct := *suite.Backend
 	dynamoCalls, err := harness.NewCallCounter(direct.DynamoDBEndpoint)
@@ -82,104 +129,138 @@ func run(r *runner, c config) {
 		r.Fatalf("%v", err)
 	}
 	r.Cleanup(func() { _ = sqsCalls.Close() })
-	// The processes reach the backend through their links and then the
-	// counters; the bench's own reads go direct.
 	counted := direct
 	counted.DynamoDBEndpoint, counted.SQSEndpoint = dynamoCalls.URL(), sqsCalls.URL()
-	suite.Backend = &counted
+	floorClients, err := awsclient.New(r.Context(), counted.Options())
+	if err != nil {
+		r.Fatalf("floor clients: %v", err)
+	}
 
-	s := harness.NewStack(r, harness.StackOptions{})
+	// The processes talk to the counters directly (no fault proxy in the way):
+	// the same path as the floor clients'.
+	env := map[string]string{
+		"AWS_ENDPOINT_URL_DYNAMODB": counted.DynamoDBEndpoint,
+		"AWS_ENDPOINT_URL_SQS":      counted.SQSEndpoint,
+		"WAHOOK_LOG_LEVEL":          "warn",
+		"WAHOOK_PPROF":              strconv.FormatBool(c.profile != ""),
+	}
+	s := harness.NewStack(r, harness.StackOptions{Env: env})
 	for range c.ingests {
 		s.StartIngest(nil)
 	}
-	workerOpts := harness.WorkerOptions{Processors: c.processors, Env: map[string]string{"WAHOOK_HANDLERS": c.handlers}}
-	for range c.workers {
-		s.StartWorker(workerOpts)
-	}
-	client := s.Client()
-	g := harness.NewGen(c.seed)
-	ctx := r.Context()
+	b := &bench{r: r, c: c, suite: suite, stack: s, dynamo: dynamoCalls, sqs: sqsCalls, counted: floorClients,
+		gen: harness.NewGen(c.seed)}
+	b.startWorkers(c.workers, c.processors)
 
-	fmt.Printf("wahook bench: %s\n", direct.String())
-	fmt.Printf("  %d ingest, %d worker × %d processors, handlers %q; %d events in webhooks of %d, %d in flight\n",
-		c.ingests, c.workers, c.processors, c.handlers, c.events, c.batch, c.conc)
+	rep := &Report{
+		Date: time.Now().UTC().Format(time.RFC3339), Machine: machine(), Backend: direct.String(),
+		Setup: fmt.Sprintf("%d ingest, %d worker × %d processors, handlers %q; webhooks of %d events, %d in flight at most",
+			c.ingests, c.workers, c.processors, c.handlers, c.batch, c.conc),
+	}
+	log.Printf("%s; %s", rep.Backend, rep.Setup)
 
-	// Warm-up: connections, JIT, tables' first writes. Not measured.
-	warm := g.Batches(g.Messages(100), c.batch)
-	if _, err := client.DeliverAll(ctx, bodies(warm), c.conc); err != nil {
-		r.Fatalf("warm-up: %v", err)
-	}
-	awaitDone(r, s, 100)
-	dynamoCalls.Reset()
-	sqsCalls.Reset()
-	client.Latencies.Reset()
+	// Warm-up: connections, tables' first writes, the JIT of the emulators.
+	b.deliverAt(b.payloads(200), 200, 0)
 
-	// Measured run: as fast as c.conc webhooks in flight allow.
-	var payloads []harness.Payload
-	for left := c.events; left > 0; {
-		k := min(c.batch, left)
-		payloads = append(payloads, g.Payload(g.Messages(k), nil))
-		left -= k
+	log.Printf("maximum rate: %d events", c.events)
+	procs := b.procs()
+	before := sample(r, procs)
+	b.dynamo.Reset()
+	b.sqs.Reset()
+	var profiles sync.WaitGroup
+	if c.profile != "" {
+		profiles.Go(func() { rep.Profiles = b.captureProfiles(c.profile) })
 	}
-	began := time.Now()
-	ds, err := client.DeliverAll(ctx, bodies(payloads), c.conc)
-	if err != nil {
-		r.Fatalf("run: %v", err)
+	rep.Max = b.deliverAt(b.payloads(c.events), c.events, 0)
+	rep.Calls = map[string]map[string]float64{
+		"DynamoDB": perEvent(b.dynamo.Counts(), c.events), "SQS": perEvent(b.sqs.Counts(), c.events),
 	}
-	accepted := time.Since(began)
-	retries := 0
-	for _, d := range ds {
-		retries += d.Retries()
-	}
-	awaitDone(r, s, 100+c.events)
-	completed := time.Since(began)
-	dCounts, sCounts := dynamoCalls.Counts(), sqsCalls.Counts()
-	lat := client.Latencies.Summary()
+	rep.Processes = cost(procs, before, sample(r, procs), c.events)
+	profiles.Wait()
 
-	fmt.Printf("\nwebhooks: %d accepted in %v: %.0f events/s, %.0f webhooks/s (%d Meta-style retries)\n",
-		len(payloads), accepted.Round(time.Millisecond), float64(c.events)/accepted.Seconds(),
-		float64(len(payloads))/accepted.Seconds(), retries)
-	fmt.Printf("  latency %s\n", lat)
-	fmt.Printf("completed: %d events %v after the first webhook: %.0f events/s end to end\n",
-		c.events, completed.Round(time.Millisecond), float64(c.events)/completed.Seconds())
-	fmt.Printf("backend calls per event (through the fault proxies and counters; empty long polls included):\n")
-	printCalls("DynamoDB", dCounts, c.events)
-	printCalls("SQS", sCounts, c.events)
-
-	// Check the run, cheaply: every key done.
-	items, err := s.Ledger(ctx)
-	if err != nil {
-		r.Fatalf("%v", err)
+	if !b.skip("sustained") {
+		rate := 0.7 * rep.Max.EndToEndPerSec / float64(c.batch)
+		n := max(1, int(rate*c.sustain.Seconds()))
+		log.Printf("sustained rate: %.1f webhooks/s for %v", rate, c.sustain)
+		l := b.deliverAt(b.payloads(n*c.batch), n*c.batch, rate)
+		rep.Sustained = &l
 	}
-	done := 0
-	for _, it := range items {
-		if it.State == ledger.StateDone {
-			done++
+	if !b.skip("floor") {
+		rep.Floor = b.floor()
+		if best := rep.Floor.Best(); best.EventsPerSec > 0 {
+			rep.Ratio = rep.Max.EndToEndPerSec / best.EventsPerSec
 		}
 	}
-	fmt.Printf("ledger: %d of %d items done\n", done, len(items))
+	if !b.skip("big") {
+		rep.Big = b.big()
+	}
+	if !b.skip("scaling") {
+		rep.Scaling = b.scaling()
+	}
+	if c.soak > 0 {
+		rep.Soak = b.soakRun(rep.Max.EndToEndPerSec)
+	}
+	s.CheckProcesses()
+	return rep
+}
 
-	putRate := floor(r, suite, c)
-	if perEvent := float64(sum(dCounts)) / float64(c.events); perEvent > 0 {
-		fmt.Printf("\nceiling from the DynamoDB floor alone: %.0f conditional writes/s ÷ %.2f calls per event = %.0f events/s; measured %.0f (%.0f%%)\n",
-			putRate, perEvent, putRate/perEvent, float64(c.events)/completed.Seconds(),
-			100*float64(c.events)/completed.Seconds()/(putRate/perEvent))
+// startWorkers stops the running workers and starts n with p processors each.
+func (b *bench) startWorkers(n, p int) {
+	for _, w := range b.stack.Processes(harness.RoleWorker) {
+		if _, err := w.Terminate(30 * time.Second); err != nil {
+			b.r.Fatalf("stop %s: %v", w.Name, err)
+		}
+	}
+	for range n {
+		b.stack.StartWorker(harness.WorkerOptions{Processors: p, Env: map[string]string{"WAHOOK_HANDLERS": b.c.handlers}})
 	}
 }
 
-func sum(m map[string]int64) int64 {
-	var n int64
-	for _, v := range m {
-		n += v
+func (b *bench) procs() []*harness.Process { return b.stack.Processes("") }
+
+// payloads are n fresh events in webhooks of c.batch.
+func (b *bench) payloads(n int) [][]byte {
+	var out [][]byte
+	for n > 0 {
+		k := min(b.c.batch, n)
+		out = append(out, b.gen.Payload(b.gen.Messages(k), nil).JSON())
+		n -= k
 	}
-	return n
+	return out
 }
 
-// awaitDone waits until the workers' done counters reach n: polling the
-// workers' /metrics costs the backend nothing, unlike scanning the ledger.
-func awaitDone(r *runner, s *harness.Stack, n int) {
-	harness.Eventually(r, 5*time.Minute, "events done", func(ctx context.Context) error {
-		done, err := s.SumMetric(ctx, harness.RoleWorker, "wahook_worker_events_total", "result", "done")
+// deliverAt posts bodies holding events at rate webhooks/s (0: as fast as
+// possible) and waits until the workers have done every event.
+func (b *bench) deliverAt(bodies [][]byte, events int, rate float64) load {
+	base := b.done()
+	began := time.Now()
+	l, m, err := attack(b.r.Context(), b.stack, bodies, rate, b.c.conc)
+	if err != nil {
+		b.r.Fatalf("load: %v", err)
+	}
+	answered := time.Now()
+	b.awaitDone(base + events)
+	completed := time.Since(began)
+	l.Events = events
+	l.AcceptedPerSec = float64(events) * m.Success / m.Duration.Seconds()
+	l.EndToEndPerSec = float64(events) / completed.Seconds()
+	l.Backlog = time.Since(answered)
+	return l
+}
+
+func (b *bench) done() int {
+	n, err := b.stack.SumMetric(b.r.Context(), harness.RoleWorker, "wahook_worker_events_total", "result", "done")
+	if err != nil {
+		b.r.Fatalf("%v", err)
+	}
+	return int(n)
+}
+
+// awaitDone waits until the running workers' done counters reach n: polling
+// their /metrics costs the backend nothing, unlike scanning the ledger.
+func (b *bench) awaitDone(n int) {
+	harness.Eventually(b.r, 10*time.Minute, "events done", func(ctx context.Context) error {
+		done, err := b.stack.SumMetric(ctx, harness.RoleWorker, "wahook_worker_events_total", "result", "done")
 		if err != nil {
 			return err
 		}
@@ -190,120 +271,56 @@ func awaitDone(r *runner, s *harness.Stack, n int) {
 	})
 }
 
-func printCalls(service string, counts map[string]int64, events int) {
-	var total int64
-	var parts []string
-	for _, op := range slices.Sorted(maps.Keys(counts)) {
-		total += counts[op]
-		parts = append(parts, fmt.Sprintf("%s %.2f", op, float64(counts[op])/float64(events)))
-	}
-	fmt.Printf("  %-8s %.2f  (%s)\n", service, float64(total)/float64(events), strings.Join(parts, ", "))
-}
-
-func bodies(ps []harness.Payload) [][]byte {
-	out := make([][]byte, len(ps))
-	for i, p := range ps {
-		out[i] = p.JSON()
+func perEvent(counts map[string]int64, events int) map[string]float64 {
+	out := make(map[string]float64, len(counts))
+	for op, n := range counts {
+		out[op] = float64(n) / float64(events)
 	}
 	return out
 }
 
-// floor measures the backend itself, with the bench's direct clients, at the
-// same concurrency: what no pipeline on these emulators can beat. It returns
-// the conditional PutItem rate.
-func floor(r *runner, suite *harness.Suite, c config) float64 {
-	ctx := r.Context()
-	db, q := suite.Clients.DynamoDB, suite.Clients.SQS
-	table, queue := awstest.UniqueName("bench-floor"), awstest.UniqueName("bench-floor")
-	if _, err := db.CreateTable(ctx, &dynamodb.CreateTableInput{
-		TableName:            aws.String(table),
-		BillingMode:          dbtypes.BillingModePayPerRequest,
-		AttributeDefinitions: []dbtypes.AttributeDefinition{{AttributeName: aws.String("pk"), AttributeType: dbtypes.ScalarAttributeTypeS}},
-		KeySchema:            []dbtypes.KeySchemaElement{{AttributeName: aws.String("pk"), KeyType: dbtypes.KeyTypeHash}},
-	}); err != nil {
-		r.Fatalf("floor table: %v", err)
-	}
-	r.Cleanup(func() {
-		_, _ = db.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(table)})
-	})
-	out, err := q.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(queue)})
-	if err != nil {
-		r.Fatalf("floor queue: %v", err)
-	}
-	r.Cleanup(func() { _, _ = q.DeleteQueue(context.Background(), &sqs.DeleteQueueInput{QueueUrl: out.QueueUrl}) })
-
-	var seq atomic.Int64
-	put := func(ctx context.Context) error {
-		_, err := db.PutItem(ctx, &dynamodb.PutItemInput{
-			TableName: aws.String(table),
-			Item: map[string]dbtypes.AttributeValue{
-				"pk":    &dbtypes.AttributeValueMemberS{Value: fmt.Sprintf("msg#floor-%d", seq.Add(1))},
-				"state": &dbtypes.AttributeValueMemberS{Value: "received"},
-			},
-			ConditionExpression: aws.String("attribute_not_exists(pk)"),
-		})
-		return err
-	}
-	send := func(ctx context.Context) error {
-		_, err := q.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: out.QueueUrl, MessageBody: aws.String(`{"v":1,"key":"msg#floor"}`)})
-		return err
-	}
-	fmt.Printf("\nraw backend floor (direct clients, %d in flight, %d operations each):\n", c.conc, c.events)
-	var putRate float64
-	for i, f := range []struct {
-		name string
-		op   func(ctx context.Context) error
-	}{
-		{"PutItem (conditional)", put},
-		{"SendMessage", send},
-		{"PutItem + SendMessage per event", func(ctx context.Context) error {
-			if err := put(ctx); err != nil {
-				return err
-			}
-			return send(ctx)
-		}},
-	} {
-		rate, lat, err := hammer(ctx, c.events, c.conc, f.op)
+func sample(r *runner, procs []*harness.Process) map[int]procSample {
+	out := map[int]procSample{}
+	for _, p := range procs {
+		s, err := readProc(p.Pid())
 		if err != nil {
-			r.Fatalf("floor %s: %v", f.name, err)
+			r.Fatalf("%s: %v", p.Name, err)
 		}
-		fmt.Printf("  %-32s %6.0f /s   latency %s\n", f.name, rate, lat)
-		if i == 0 {
-			putRate = rate
-		}
+		out[p.Pid()] = s
 	}
-	return putRate
+	return out
 }
 
-// hammer runs op n times with conc in flight and returns the rate and latencies.
-func hammer(ctx context.Context, n, conc int, op func(context.Context) error) (float64, harness.Summary, error) {
-	var (
-		next int64
-		mu   sync.Mutex
-		lat  = make([]time.Duration, 0, n)
-		errs []error
-		wg   sync.WaitGroup
-	)
-	began := time.Now()
-	for range conc {
-		wg.Go(func() {
-			for atomic.AddInt64(&next, 1) <= int64(n) {
-				t0 := time.Now()
-				err := op(ctx)
-				d := time.Since(t0)
-				mu.Lock()
-				lat = append(lat, d)
-				if err != nil {
-					errs = append(errs, err)
-				}
-				mu.Unlock()
-			}
+func cost(procs []*harness.Process, before, after map[int]procSample, events int) []procCost {
+	var out []procCost
+	for _, p := range procs {
+		b, a := before[p.Pid()], after[p.Pid()]
+		out = append(out, procCost{
+			Name: p.Name, CPUSecondsPer1k: (a.CPUSeconds - b.CPUSeconds) * 1000 / float64(events),
+			PeakRSSMB: mb(a.PeakBytes), RSSMB: mb(a.RSSBytes),
 		})
 	}
-	wg.Wait()
-	took := time.Since(began)
-	return float64(n) / took.Seconds(), harness.Summarize(lat), errors.Join(errs...)
+	return out
 }
+
+func mb(n int64) float64 { return float64(n) / (1 << 20) }
+
+// machine describes the host: CPU model, cores, kernel.
+func machine() string {
+	model := "unknown CPU"
+	if raw, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.Lines(string(raw)) {
+			if name, val, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(name) == "model name" {
+				model = strings.TrimSpace(val)
+				break
+			}
+		}
+	}
+	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	return fmt.Sprintf("%s, %d cores, Linux %s", model, numCPU(), strings.TrimSpace(string(kernel)))
+}
+
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
 
 // runner is the harness's TB for a command: it logs, collects cleanups and
 // runs them once at the end, or at the first fatal error.

@@ -40,9 +40,10 @@ type Config struct {
 	// live request is not overtaken while its send may still succeed.
 	ResendWindow time.Duration `env:"WAHOOK_RESEND_WINDOW" envDefault:"10s"`
 	// InFlightWait is how long a duplicate waits on a sibling request's events
-	// without any of them getting queued before answering 503 (Meta retries).
-	// A sibling that keeps queueing keeps the duplicate waiting.
-	InFlightWait time.Duration `env:"WAHOOK_INFLIGHT_WAIT" envDefault:"2s"`
+	// without any of them getting queued or renewed before answering 503 (Meta
+	// retries). A sibling that keeps queueing or renewing (every
+	// ResendWindow/3) keeps the duplicate waiting, so it must be longer.
+	InFlightWait time.Duration `env:"WAHOOK_INFLIGHT_WAIT" envDefault:"5s"`
 	// AdmitConcurrency is how many ledger writes one webhook runs at once
 	// while admitting its events.
 	AdmitConcurrency int `env:"WAHOOK_ADMIT_CONCURRENCY" envDefault:"16"`
@@ -71,8 +72,9 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("WAHOOK_RESEND_WINDOW: %s must be longer than WAHOOK_SEND_TIMEOUT (%s)",
 			c.ResendWindow, c.SendTimeout))
 	}
-	if c.InFlightWait <= 0 {
-		errs = append(errs, fmt.Errorf("WAHOOK_INFLIGHT_WAIT: %s must be positive", c.InFlightWait))
+	if c.InFlightWait <= c.ResendWindow/3 {
+		errs = append(errs, fmt.Errorf("WAHOOK_INFLIGHT_WAIT: %s must be longer than a third of WAHOOK_RESEND_WINDOW (%s), "+
+			"how often a live request renews its events", c.InFlightWait, c.ResendWindow/3))
 	}
 	if c.AdmitConcurrency < 1 || c.AdmitConcurrency > 1000 {
 		errs = append(errs, fmt.Errorf("WAHOOK_ADMIT_CONCURRENCY: %d is outside 1..1000", c.AdmitConcurrency))

@@ -1,0 +1,274 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	dbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/wahook/wahook/e2e/harness"
+	"github.com/wahook/wahook/shared/awsclient"
+	"github.com/wahook/wahook/shared/awserr"
+	"github.com/wahook/wahook/shared/awstest"
+)
+
+// floorBody stands in for an envelope: the size of wahook's (about 600 bytes
+// for a text message with its contact and metadata).
+var floorBody = `{"v":1,"key":"msg#floor","kind":"message","payload":"` + strings.Repeat("x", 540) + `"}`
+
+// floorRig is a ledger-shaped table, a messages table and a queue of the
+// floor clients' own, reached through the same call counters as wahook's
+// processes.
+type floorRig struct {
+	db       *dynamodb.Client
+	q        *sqs.Client
+	ledger   string
+	messages string
+	queueURL string
+	seq      atomic.Int64
+}
+
+func newFloorRig(r *runner, clients *awsclient.Clients) *floorRig {
+	ctx := r.Context()
+	f := &floorRig{db: clients.DynamoDB, q: clients.SQS,
+		ledger: awstest.UniqueName("bench-floor"), messages: awstest.UniqueName("bench-floor-msgs")}
+	for _, table := range []string{f.ledger, f.messages} {
+		if _, err := f.db.CreateTable(ctx, &dynamodb.CreateTableInput{
+			TableName:            aws.String(table),
+			BillingMode:          dbtypes.BillingModePayPerRequest,
+			AttributeDefinitions: []dbtypes.AttributeDefinition{{AttributeName: aws.String("pk"), AttributeType: dbtypes.ScalarAttributeTypeS}},
+			KeySchema:            []dbtypes.KeySchemaElement{{AttributeName: aws.String("pk"), KeyType: dbtypes.KeyTypeHash}},
+		}); err != nil {
+			r.Fatalf("floor table: %v", err)
+		}
+		r.Cleanup(func() {
+			_, _ = f.db.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(table)})
+		})
+	}
+	out, err := f.q.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(awstest.UniqueName("bench-floor"))})
+	if err != nil {
+		r.Fatalf("floor queue: %v", err)
+	}
+	f.queueURL = aws.ToString(out.QueueUrl)
+	r.Cleanup(func() { _, _ = f.q.DeleteQueue(context.Background(), &sqs.DeleteQueueInput{QueueUrl: out.QueueUrl}) })
+	return f
+}
+
+func (f *floorRig) key() string { return "msg#floor-" + strconv.FormatInt(f.seq.Add(1), 10) }
+
+func s(v string) dbtypes.AttributeValue { return &dbtypes.AttributeValueMemberS{Value: v} }
+
+// acquire is wahook's Acquire: a conditional put.
+func (f *floorRig) acquire(ctx context.Context, key string) error {
+	_, err := f.db.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName:           aws.String(f.ledger),
+		Item:                map[string]dbtypes.AttributeValue{"pk": s(key), "state": s("received"), "token": s("t")},
+		ConditionExpression: aws.String("attribute_not_exists(pk)"),
+	})
+	return err
+}
+
+// move is a conditional state change, as MarkQueued, Claim and Complete are.
+func (f *floorRig) move(ctx context.Context, key, from, to string) error {
+	_, err := f.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 aws.String(f.ledger),
+		Key:                       map[string]dbtypes.AttributeValue{"pk": s(key)},
+		UpdateExpression:          aws.String("SET #s = :to"),
+		ConditionExpression:       aws.String("#s = :from"),
+		ExpressionAttributeNames:  map[string]string{"#s": "state"},
+		ExpressionAttributeValues: map[string]dbtypes.AttributeValue{":from": s(from), ":to": s(to)},
+	})
+	return err
+}
+
+func (f *floorRig) sendBatch(ctx context.Context, keys []string) error {
+	entries := make([]sqstypes.SendMessageBatchRequestEntry, len(keys))
+	for i, k := range keys {
+		entries[i] = sqstypes.SendMessageBatchRequestEntry{
+			Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(floorBody),
+			MessageAttributes: map[string]sqstypes.MessageAttributeValue{
+				"key": {DataType: aws.String("String"), StringValue: aws.String(k)},
+			},
+		}
+	}
+	out, err := f.q.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(f.queueURL), Entries: entries})
+	if err == nil && len(out.Failed) > 0 {
+		err = fmt.Errorf("%d entries refused", len(out.Failed))
+	}
+	return err
+}
+
+// sameCalls runs n events through exactly wahook's backend calls per event —
+// ingest: Acquire, SendMessageBatch (per 10), MarkQueued; processor: receive
+// (10 a call), Claim, the store handler's put, Complete, DeleteMessageBatch
+// (per receive) — with conc producers and conc consumers, nothing else. It
+// returns events per second, end to end.
+func (f *floorRig) sameCalls(ctx context.Context, n, conc int) (float64, error) {
+	var (
+		next     atomic.Int64
+		consumed atomic.Int64
+		errMu    sync.Mutex
+		errs     []error
+		wg       sync.WaitGroup
+	)
+	fail := func(err error) {
+		errMu.Lock()
+		errs = append(errs, err)
+		errMu.Unlock()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	began := time.Now()
+	for range conc {
+		wg.Go(func() { // a producer: one webhook of ten at a time
+			for {
+				first := next.Add(10) - 10
+				if first >= int64(n) {
+					return
+				}
+				keys := make([]string, min(10, int64(n)-first))
+				for i := range keys {
+					keys[i] = f.key()
+					if err := f.acquire(ctx, keys[i]); err != nil {
+						fail(err)
+					}
+				}
+				if err := f.sendBatch(ctx, keys); err != nil {
+					fail(err)
+				}
+				for _, k := range keys {
+					// A processor may have claimed it already, as in wahook.
+					if err := f.move(ctx, k, "received", "queued"); err != nil && !awserr.ConditionFailed(err) {
+						fail(err)
+					}
+				}
+			}
+		})
+	}
+	var cw sync.WaitGroup
+	for range conc {
+		cw.Go(func() { // a processor
+			for consumed.Load() < int64(n) && ctx.Err() == nil {
+				out, err := f.q.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+					QueueUrl: aws.String(f.queueURL), MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
+					MessageAttributeNames: []string{"key"},
+				})
+				if err != nil {
+					if ctx.Err() == nil {
+						fail(err)
+					}
+					return
+				}
+				var del []sqstypes.DeleteMessageBatchRequestEntry
+				for i, m := range out.Messages {
+					k := aws.ToString(m.MessageAttributes["key"].StringValue)
+					// The queue may deliver before MarkQueued: claim from either.
+					if err := f.move(ctx, k, "queued", "processing"); err != nil {
+						if err := f.move(ctx, k, "received", "processing"); err != nil {
+							fail(fmt.Errorf("claim %s: %w", k, err))
+						}
+					}
+					if _, err := f.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(f.messages),
+						Item: map[string]dbtypes.AttributeValue{"pk": s(k), "body": s(floorBody[:200])}}); err != nil {
+						fail(err)
+					}
+					if err := f.move(ctx, k, "processing", "done"); err != nil {
+						fail(err)
+					}
+					del = append(del, sqstypes.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle})
+				}
+				if len(del) > 0 {
+					if _, err := f.q.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(f.queueURL), Entries: del}); err != nil {
+						fail(err)
+					}
+					consumed.Add(int64(len(del)))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	cw.Wait()
+	took := time.Since(began)
+	return float64(n) / took.Seconds(), errors.Join(errs...)
+}
+
+// bigBody times what a pipeline must do at least for one 1,000-update body:
+// 2,000 conditional writes (Acquire, MarkQueued) and 100 batch sends, with
+// conc calls in flight.
+func (f *floorRig) bigBody(ctx context.Context, conc int) (time.Duration, error) {
+	keys := make([]string, 1000)
+	for i := range keys {
+		keys[i] = f.key()
+	}
+	began := time.Now()
+	var next atomic.Int64
+	var errMu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	for range conc {
+		wg.Go(func() {
+			for {
+				first := int(next.Add(10) - 10)
+				if first >= len(keys) {
+					return
+				}
+				batch := keys[first : first+10]
+				var err error
+				for _, k := range batch {
+					err = errors.Join(err, f.acquire(ctx, k))
+				}
+				err = errors.Join(err, f.sendBatch(ctx, batch))
+				for _, k := range batch {
+					err = errors.Join(err, f.move(ctx, k, "received", "queued"))
+				}
+				if err != nil {
+					errMu.Lock()
+					errs = append(errs, err)
+					errMu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return time.Since(began), errors.Join(errs...)
+}
+
+// raw measures one operation alone: n calls with conc in flight.
+func raw(ctx context.Context, n, conc int, op func(context.Context) error) (float64, harness.Summary, error) {
+	var (
+		next int64
+		mu   sync.Mutex
+		lat  = make([]time.Duration, 0, n)
+		errs []error
+		wg   sync.WaitGroup
+	)
+	began := time.Now()
+	for range conc {
+		wg.Go(func() {
+			for atomic.AddInt64(&next, 1) <= int64(n) {
+				t0 := time.Now()
+				err := op(ctx)
+				d := time.Since(t0)
+				mu.Lock()
+				lat = append(lat, d)
+				if err != nil {
+					errs = append(errs, err)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	took := time.Since(began)
+	return float64(n) / took.Seconds(), harness.Summarize(lat), errors.Join(errs...)
+}

@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/wahook/wahook/e2e/harness"
+)
+
+func numCPU() int { return runtime.NumCPU() }
+
+// floor measures the backend alone, through the same counters as wahook.
+func (b *bench) floor() *floorResult {
+	ctx := b.r.Context()
+	rig := newFloorRig(b.r, b.counted)
+	res := &floorResult{}
+	var concs []int
+	for f := range strings.SplitSeq(b.c.sweep, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			b.r.Fatalf("-sweep: bad concurrency %q", f)
+		}
+		concs = append(concs, n)
+	}
+	n := b.c.events
+	for i, conc := range concs {
+		b.dynamo.Reset()
+		b.sqs.Reset()
+		log.Printf("same-calls floor: %d events at concurrency %d", n, conc)
+		rate, err := rig.sameCalls(ctx, n, conc)
+		if err != nil {
+			b.r.Fatalf("same-calls floor at %d: %v", conc, err)
+		}
+		res.Sweep = append(res.Sweep, sweepPoint{Conc: conc, EventsPerSec: rate})
+		if i == len(concs)-1 {
+			res.Calls = map[string]map[string]float64{
+				"DynamoDB": perEvent(b.dynamo.Counts(), n), "SQS": perEvent(b.sqs.Counts(), n),
+			}
+		}
+	}
+	best := res.Best().Conc
+	for _, op := range []struct {
+		name string
+		f    func(context.Context) error
+	}{
+		{"PutItem (conditional)", func(ctx context.Context) error { return rig.acquire(ctx, rig.key()) }},
+		{"SendMessageBatch (10 entries)", func(ctx context.Context) error {
+			return rig.sendBatch(ctx, []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"})
+		}},
+	} {
+		rate, lat, err := raw(ctx, n, best, op.f)
+		if err != nil {
+			b.r.Fatalf("raw floor %s: %v", op.name, err)
+		}
+		res.Raw = append(res.Raw, rawPoint{Op: op.name, Conc: best, PerSec: rate,
+			P50ms: ms(lat.P50), P99ms: ms(lat.P99)})
+	}
+	// Drain what the raw SendMessageBatch floor left in its queue.
+	_, _ = rig.q.PurgeQueue(ctx, &sqs.PurgeQueueInput{QueueUrl: aws.String(rig.queueURL)})
+	return res
+}
+
+// big times one 1,000-update body, and two identical ones at once on two
+// replicas, against twice the floor's time for their ledger writes and sends.
+func (b *bench) big() *bigResult {
+	ctx := b.r.Context()
+	rig := newFloorRig(b.r, b.counted)
+	res := &bigResult{}
+	for _, conc := range []int{8, 16, 32, 64} {
+		took, err := rig.bigBody(ctx, conc)
+		if err != nil {
+			b.r.Fatalf("big-body floor: %v", err)
+		}
+		if res.Floor == 0 || took < res.Floor {
+			res.Floor, res.FloorConc = took, conc
+		}
+	}
+	res.Bound = 2 * res.Floor
+
+	body := func() ([]byte, int) {
+		var statuses []harness.Status
+		for range 100 {
+			statuses = append(statuses, b.gen.Lifecycle(b.gen.WAMID(), "16505551234")[:2]...)
+		}
+		p := b.gen.Payload(b.gen.Messages(800), statuses)
+		return p.JSON(), len(p.Keys())
+	}
+	urls := b.stack.IngestURLs()
+	c := b.stack.Client()
+
+	single, n := body()
+	base := b.done()
+	r := c.PostTo(ctx, urls[0], single)
+	res.Single = ms(r.Latency)
+	res.SingleOK = r.OK()
+	b.awaitDone(base + n)
+
+	twin, n := body()
+	base = b.done()
+	var answers [2]harness.Response
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range answers {
+		wg.Go(func() {
+			<-start
+			answers[i] = c.PostTo(ctx, urls[i], twin)
+		})
+	}
+	close(start)
+	wg.Wait()
+	queued := 0
+	res.TwinOK = true
+	for _, a := range answers {
+		res.Twin = append(res.Twin, ms(a.Latency))
+		var sum struct {
+			Queued int `json:"queued"`
+		}
+		if !a.OK() || json.Unmarshal([]byte(a.Body), &sum) != nil {
+			res.TwinOK = false
+			continue
+		}
+		queued += sum.Queued
+	}
+	res.TwinQueued = queued
+	res.Events = n
+	b.awaitDone(base + n)
+	return res
+}
+
+// scaling measures end-to-end throughput for each workers × processors cell,
+// then restores the configured workers.
+func (b *bench) scaling() []scaleCell {
+	var cells []scaleCell
+	for _, w := range []int{1, 2} {
+		for _, p := range []int{1, 2, 4, 8} {
+			b.startWorkers(w, p)
+			log.Printf("scaling: %d worker × %d processors, %d events", w, p, b.c.scaleN)
+			l := b.deliverAt(b.payloads(b.c.scaleN), b.c.scaleN, 0)
+			cells = append(cells, scaleCell{Workers: w, Processors: p, EventsPerSec: l.EndToEndPerSec, P99ms: l.P99ms})
+		}
+	}
+	b.startWorkers(b.c.workers, b.c.processors)
+	return cells
+}
+
+// soakRun holds a sustained rate (half the measured maximum) for c.soak and
+// samples every service's RSS every 10s.
+func (b *bench) soakRun(maxPerSec float64) *soakResult {
+	rate := 0.5 * maxPerSec / float64(b.c.batch)
+	n := int(rate * b.c.soak.Seconds())
+	log.Printf("soak: %.1f webhooks/s for %v (%d webhooks)", rate, b.c.soak, n)
+	res := &soakResult{Duration: b.c.soak, WebhooksPerSec: rate}
+	procs := b.procs()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(10 * time.Second)
+		defer t.Stop()
+		began := time.Now()
+		for {
+			row := soakSample{At: time.Since(began).Round(time.Second), RSSMB: map[string]float64{}}
+			for _, p := range procs {
+				if s, err := readProc(p.Pid()); err == nil {
+					row.RSSMB[p.Name] = mb(s.RSSBytes)
+				}
+			}
+			res.Samples = append(res.Samples, row)
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	})
+	l := b.deliverAt(b.payloads(n*b.c.batch), n*b.c.batch, rate)
+	close(stop)
+	wg.Wait()
+	res.Load = l
+	end := sample(b.r, procs)
+	for _, p := range procs {
+		res.PeakRSSMB = append(res.PeakRSSMB, procCost{Name: p.Name, PeakRSSMB: mb(end[p.Pid()].PeakBytes), RSSMB: mb(end[p.Pid()].RSSBytes)})
+	}
+	return res
+}
+
+// captureProfiles takes a 10s CPU profile and a heap profile of the first
+// ingest and the first worker, while the maximum-rate run goes on.
+func (b *bench) captureProfiles(dir string) []string {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.r.Fatalf("profile dir: %v", err)
+	}
+	var (
+		mu    sync.Mutex
+		files []string
+		wg    sync.WaitGroup
+	)
+	for _, role := range []harness.Role{harness.RoleIngest, harness.RoleWorker} {
+		p := b.stack.Processes(role)[0]
+		for _, kind := range []string{"profile?seconds=10", "heap"} {
+			wg.Go(func() {
+				if kind == "heap" {
+					time.Sleep(8 * time.Second) // mid-run, not at rest
+				}
+				name := filepath.Join(dir, fmt.Sprintf("%s-%s.pprof", p.Name, strings.Split(kind, "?")[0]))
+				if err := fetch(b.r.Context(), p.URL("/debug/pprof/"+kind), name); err != nil {
+					log.Printf("profile %s: %v", name, err)
+					return
+				}
+				mu.Lock()
+				files = append(files, name)
+				mu.Unlock()
+			})
+		}
+	}
+	wg.Wait()
+	return files
+}
+
+func fetch(ctx context.Context, url, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

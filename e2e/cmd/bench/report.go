@@ -1,0 +1,241 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+// Goals of the benchmark (issue 9), marked met or not in the report.
+const (
+	goalRatio = 0.9 // wahook's throughput ÷ the same-calls floor's best
+	goalRSSMB = 50  // per service process, at load
+)
+
+// Report is one run's results; it is written as Markdown and as JSON.
+type Report struct {
+	Date      string                        `json:"date"`
+	Machine   string                        `json:"machine"`
+	Backend   string                        `json:"backend"`
+	Setup     string                        `json:"setup"`
+	Max       load                          `json:"max_rate"`
+	Sustained *load                         `json:"sustained,omitempty"`
+	Processes []procCost                    `json:"processes"`
+	Calls     map[string]map[string]float64 `json:"calls_per_event"`
+	Floor     *floorResult                  `json:"floor,omitempty"`
+	Ratio     float64                       `json:"ratio_to_floor,omitempty"`
+	Big       *bigResult                    `json:"big_body,omitempty"`
+	Scaling   []scaleCell                   `json:"scaling,omitempty"`
+	Soak      *soakResult                   `json:"soak,omitempty"`
+	Profiles  []string                      `json:"profiles,omitempty"`
+}
+
+type procCost struct {
+	Name            string  `json:"name"`
+	CPUSecondsPer1k float64 `json:"cpu_seconds_per_1k_events,omitempty"`
+	PeakRSSMB       float64 `json:"peak_rss_mb"`
+	RSSMB           float64 `json:"rss_mb"`
+}
+
+type sweepPoint struct {
+	Conc         int     `json:"concurrency"`
+	EventsPerSec float64 `json:"events_per_sec"`
+}
+
+type rawPoint struct {
+	Op     string  `json:"operation"`
+	Conc   int     `json:"concurrency"`
+	PerSec float64 `json:"per_sec"`
+	P50ms  float64 `json:"p50_ms"`
+	P99ms  float64 `json:"p99_ms"`
+}
+
+type floorResult struct {
+	Sweep []sweepPoint                  `json:"same_calls_sweep"`
+	Calls map[string]map[string]float64 `json:"calls_per_event"`
+	Raw   []rawPoint                    `json:"raw"`
+}
+
+// Best is the sweep's fastest point.
+func (f *floorResult) Best() sweepPoint {
+	var best sweepPoint
+	for _, p := range f.Sweep {
+		if p.EventsPerSec > best.EventsPerSec {
+			best = p
+		}
+	}
+	return best
+}
+
+type bigResult struct {
+	Events     int           `json:"events"`
+	Floor      time.Duration `json:"floor_ns"` // 2,000 conditional writes + 100 batch sends, best concurrency
+	FloorConc  int           `json:"floor_concurrency"`
+	Bound      time.Duration `json:"bound_ns"` // 2 × Floor
+	Single     float64       `json:"single_ms"`
+	SingleOK   bool          `json:"single_ok"`
+	Twin       []float64     `json:"twin_ms"`
+	TwinOK     bool          `json:"twin_ok"` // both answered 200
+	TwinQueued int           `json:"twin_queued"`
+}
+
+type scaleCell struct {
+	Workers      int     `json:"workers"`
+	Processors   int     `json:"processors"`
+	EventsPerSec float64 `json:"events_per_sec"`
+	P99ms        float64 `json:"webhook_p99_ms"`
+}
+
+type soakSample struct {
+	At    time.Duration      `json:"at_ns"`
+	RSSMB map[string]float64 `json:"rss_mb"`
+}
+
+type soakResult struct {
+	Duration       time.Duration `json:"duration_ns"`
+	WebhooksPerSec float64       `json:"webhooks_per_sec"`
+	Load           load          `json:"load"`
+	Samples        []soakSample  `json:"samples"`
+	PeakRSSMB      []procCost    `json:"end"`
+}
+
+// Write writes path.md and path.json.
+func (r *Report) Write(path string) error {
+	raw, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("report json: %w", err)
+	}
+	if err := os.WriteFile(path+".json", append(raw, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	if err := os.WriteFile(path+".md", []byte(r.Markdown()), 0o644); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	return nil
+}
+
+func mark(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "NOT met"
+}
+
+// Markdown renders the report.
+func (r *Report) Markdown() string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	p("## wahook benchmark, %s\n\n", r.Date)
+	p("- machine: %s\n- backend: %s\n- setup: %s\n\n", r.Machine, r.Backend, r.Setup)
+
+	p("### Webhook load (vegeta)\n\n")
+	p("| run | webhooks | events | accepted events/s | end-to-end events/s | p50 ms | p95 ms | p99 ms | max ms | errors | backlog after the last answer |\n")
+	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	row := func(name string, l load) {
+		p("| %s | %d | %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %d | %v |\n", name, l.Webhooks, l.Events,
+			l.AcceptedPerSec, l.EndToEndPerSec, l.P50ms, l.P95ms, l.P99ms, l.MaxMs, l.Errors, l.Backlog.Round(time.Millisecond))
+	}
+	row("maximum rate", r.Max)
+	if r.Sustained != nil {
+		row(fmt.Sprintf("sustained %.1f webhooks/s", r.Sustained.RequestedPerSec), *r.Sustained)
+	}
+	p("\n")
+
+	p("### Cost per service process (maximum-rate run, from /proc)\n\n")
+	p("| process | CPU s per 1,000 events | peak RSS MB (VmHWM) | RSS MB at the end | ≤ %d MB |\n|---|---:|---:|---:|---|\n", goalRSSMB)
+	for _, c := range r.Processes {
+		p("| %s | %.2f | %.1f | %.1f | %s |\n", c.Name, c.CPUSecondsPer1k, c.PeakRSSMB, c.RSSMB, mark(c.PeakRSSMB <= goalRSSMB))
+	}
+	p("\n")
+
+	p("### Backend calls per event\n\n| service | wahook | same-calls floor client |\n|---|---|---|\n")
+	for _, svc := range []string{"DynamoDB", "SQS"} {
+		var floor map[string]float64
+		if r.Floor != nil {
+			floor = r.Floor.Calls[svc]
+		}
+		p("| %s | %s | %s |\n", svc, calls(r.Calls[svc]), calls(floor))
+	}
+	p("\n(Empty long polls are included on the SQS side.)\n\n")
+
+	if f := r.Floor; f != nil {
+		best := f.Best()
+		p("### Floor (same run, same counters, direct clients)\n\n")
+		p("Same-calls floor client (Acquire, SendMessageBatch per 10, MarkQueued; receive, Claim, handler put, Complete, DeleteMessageBatch), concurrency sweep:\n\n")
+		p("| concurrency | events/s |\n|---:|---:|\n")
+		for _, s := range f.Sweep {
+			p("| %d | %.0f |\n", s.Conc, s.EventsPerSec)
+		}
+		p("\n**wahook ÷ same-calls floor at its best (%d): %.0f ÷ %.0f = %.2f** (goal ≥ %.1f: %s)\n\n",
+			best.Conc, r.Max.EndToEndPerSec, best.EventsPerSec, r.Ratio, goalRatio, mark(r.Ratio >= goalRatio))
+		p("Raw floor, one operation alone at concurrency %d:\n\n| operation | per s | p50 ms | p99 ms |\n|---|---:|---:|---:|\n", best.Conc)
+		for _, x := range f.Raw {
+			p("| %s | %.0f | %.1f | %.1f |\n", x.Op, x.PerSec, x.P50ms, x.P99ms)
+		}
+		p("\n")
+	}
+
+	if g := r.Big; g != nil {
+		p("### A 1,000-update body (worker running)\n\n")
+		p("Floor: 2,000 conditional writes + 100 batch sends in %v (concurrency %d); bound 2× = %v.\n\n",
+			g.Floor.Round(time.Millisecond), g.FloorConc, g.Bound.Round(time.Millisecond))
+		bound := ms(g.Bound)
+		p("| run | answered in | 200 | within the bound |\n|---|---|---|---|\n")
+		p("| one body | %.0f ms | %v | %s |\n", g.Single, g.SingleOK, mark(g.SingleOK && g.Single <= bound))
+		for i, t := range g.Twin {
+			p("| identical twin %d (own replica) | %.0f ms | %v | %s |\n", i+1, t, g.TwinOK, mark(g.TwinOK && t <= bound))
+		}
+		p("\nTwins: %d of %d events queued over both requests (each sent once: %s).\n\n", g.TwinQueued, g.Events, mark(g.TwinQueued == g.Events))
+	}
+
+	if len(r.Scaling) > 0 {
+		p("### Scaling (end-to-end events/s, maximum rate)\n\n| workers \\ processors | 1 | 2 | 4 | 8 |\n|---|---:|---:|---:|---:|\n")
+		for _, w := range []int{1, 2} {
+			p("| %d |", w)
+			for _, c := range r.Scaling {
+				if c.Workers == w {
+					p(" %.0f |", c.EventsPerSec)
+				}
+			}
+			p("\n")
+		}
+		p("\n")
+	}
+
+	if s := r.Soak; s != nil {
+		p("### Soak: %v at %.1f webhooks/s\n\n", s.Duration, s.WebhooksPerSec)
+		row("soak", s.Load)
+		p("\n| process | RSS MB first sample | RSS MB last sample | max sample | peak (VmHWM) |\n|---|---:|---:|---:|---:|\n")
+		for _, c := range s.PeakRSSMB {
+			first, last, top := 0.0, 0.0, 0.0
+			for i, smp := range s.Samples {
+				v := smp.RSSMB[c.Name]
+				if i == 0 {
+					first = v
+				}
+				last, top = v, max(top, v)
+			}
+			p("| %s | %.1f | %.1f | %.1f | %.1f |\n", c.Name, first, last, top, c.PeakRSSMB)
+		}
+		p("\n")
+	}
+	if len(r.Profiles) > 0 {
+		p("Profiles: %s (`go tool pprof -top FILE`).\n", strings.Join(r.Profiles, ", "))
+	}
+	return b.String()
+}
+
+func calls(m map[string]float64) string {
+	if len(m) == 0 {
+		return "—"
+	}
+	total := 0.0
+	var parts []string
+	for _, op := range sortedKeys(m) {
+		total += m[op]
+		parts = append(parts, fmt.Sprintf("%s %.2f", op, m[op]))
+	}
+	return fmt.Sprintf("%.2f (%s)", total, strings.Join(parts, ", "))
+}
