@@ -78,15 +78,23 @@ func (f *floorRig) acquire(ctx context.Context, key string) error {
 	return err
 }
 
-// move is a conditional state change, as MarkQueued, Claim and Complete are.
+// move is a conditional state change, as MarkQueued, Claim and Complete are:
+// from any of the states in from (comma-separated) to to.
 func (f *floorRig) move(ctx context.Context, key, from, to string) error {
+	vals := map[string]dbtypes.AttributeValue{":to": s(to)}
+	var names []string
+	for i, st := range strings.Split(from, ",") {
+		n := ":f" + strconv.Itoa(i)
+		vals[n] = s(st)
+		names = append(names, n)
+	}
 	_, err := f.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(f.ledger),
 		Key:                       map[string]dbtypes.AttributeValue{"pk": s(key)},
 		UpdateExpression:          aws.String("SET #s = :to"),
-		ConditionExpression:       aws.String("#s = :from"),
+		ConditionExpression:       aws.String("#s IN (" + strings.Join(names, ", ") + ")"),
 		ExpressionAttributeNames:  map[string]string{"#s": "state"},
-		ExpressionAttributeValues: map[string]dbtypes.AttributeValue{":from": s(from), ":to": s(to)},
+		ExpressionAttributeValues: vals,
 	})
 	return err
 }
@@ -173,10 +181,8 @@ func (f *floorRig) sameCalls(ctx context.Context, n, conc int) (float64, error) 
 				for i, m := range out.Messages {
 					k := aws.ToString(m.MessageAttributes["key"].StringValue)
 					// The queue may deliver before MarkQueued: claim from either.
-					if err := f.move(ctx, k, "queued", "processing"); err != nil {
-						if err := f.move(ctx, k, "received", "processing"); err != nil {
-							fail(fmt.Errorf("claim %s: %w", k, err))
-						}
+					if err := f.move(ctx, k, "received,queued", "processing"); err != nil {
+						fail(fmt.Errorf("claim %s: %w", k, err))
 					}
 					if _, err := f.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(f.messages),
 						Item: map[string]dbtypes.AttributeValue{"pk": s(k), "body": s(floorBody[:200])}}); err != nil {

@@ -60,6 +60,7 @@ type config struct {
 	out        string
 	profile    string
 	skip       string
+	ingestEnv  string
 	timeout    time.Duration
 	seed       uint64
 }
@@ -80,6 +81,7 @@ func main() {
 	flag.StringVar(&c.out, "o", "", "write the report to `path`.md and path.json")
 	flag.StringVar(&c.profile, "profile", "", "write CPU and heap profiles of an ingest and a worker, taken during the maximum-rate run, to `dir`")
 	flag.StringVar(&c.skip, "skip", "", "comma-separated phases to leave out: sustained, floor, big, scaling")
+	flag.StringVar(&c.ingestEnv, "ingest-env", "", "extra ingest settings, `K=V,K=V` (e.g. WAHOOK_ADMIT_CONCURRENCY=32 to compare)")
 	flag.DurationVar(&c.timeout, "timeout", 30*time.Minute, "bound on the whole run")
 	flag.Uint64Var(&c.seed, "seed", uint64(time.Now().UnixNano()), "payload generator seed")
 	flag.Parse()
@@ -145,8 +147,14 @@ func run(r *runner, c config) *Report {
 		"WAHOOK_PPROF":              strconv.FormatBool(c.profile != ""),
 	}
 	s := harness.NewStack(r, harness.StackOptions{Env: env})
+	extra := map[string]string{}
+	for kv := range strings.SplitSeq(c.ingestEnv, ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			extra[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+	}
 	for range c.ingests {
-		s.StartIngest(nil)
+		s.StartIngest(extra)
 	}
 	b := &bench{r: r, c: c, suite: suite, stack: s, dynamo: dynamoCalls, sqs: sqsCalls, counted: floorClients,
 		gen: harness.NewGen(c.seed)}
@@ -154,8 +162,8 @@ func run(r *runner, c config) *Report {
 
 	rep := &Report{
 		Date: time.Now().UTC().Format(time.RFC3339), Machine: machine(), Backend: direct.String(),
-		Setup: fmt.Sprintf("%d ingest, %d worker × %d processors, handlers %q; webhooks of %d events, %d in flight at most",
-			c.ingests, c.workers, c.processors, c.handlers, c.batch, c.conc),
+		Setup: fmt.Sprintf("%d ingest, %d worker × %d processors, handlers %q, receive wait %v; webhooks of %d events, %d in flight at most%s",
+			c.ingests, c.workers, c.processors, c.handlers, receiveWait, c.batch, c.conc, cmpOr(c.ingestEnv, "; ingest "+c.ingestEnv)),
 	}
 	log.Printf("%s; %s", rep.Backend, rep.Setup)
 
@@ -204,16 +212,36 @@ func run(r *runner, c config) *Report {
 	return rep
 }
 
+// receiveWait is the workers' long poll. A stopped worker's long polls live on
+// in the queue until they end, and take messages that then stay invisible for
+// the visibility timeout: after stopping workers the bench waits them out, and
+// a short wait keeps that pause short. Under load receives return at once.
+const receiveWait = 5 * time.Second
+
 // startWorkers stops the running workers and starts n with p processors each.
 func (b *bench) startWorkers(n, p int) {
+	stopped := false
 	for _, w := range b.stack.Processes(harness.RoleWorker) {
 		if _, err := w.Terminate(30 * time.Second); err != nil {
 			b.r.Fatalf("stop %s: %v", w.Name, err)
 		}
+		stopped = true
+	}
+	if stopped {
+		time.Sleep(receiveWait + time.Second) // the stopped workers' last long polls end
 	}
 	for range n {
-		b.stack.StartWorker(harness.WorkerOptions{Processors: p, Env: map[string]string{"WAHOOK_HANDLERS": b.c.handlers}})
+		b.stack.StartWorker(harness.WorkerOptions{Processors: p, Env: map[string]string{
+			"WAHOOK_HANDLERS": b.c.handlers, "WAHOOK_RECEIVE_WAIT": receiveWait.String(),
+		}})
 	}
+}
+
+func cmpOr(cond, s string) string {
+	if cond == "" {
+		return ""
+	}
+	return s
 }
 
 func (b *bench) procs() []*harness.Process { return b.stack.Processes("") }
