@@ -4,6 +4,9 @@ MODULES := shared ingest worker e2e
 GO ?= go
 # Test flags for every module; `make test TESTFLAGS=-v` for more.
 TESTFLAGS ?=
+# Benchmark flags, e.g. `make bench BENCHFLAGS="-o bench-results -events 4000"`; SOAK=10m for the soak.
+BENCHFLAGS ?=
+SOAK ?=
 
 .PHONY: up test lint deploy-lint e2e bench inspect tools build fuzz clean
 
@@ -37,9 +40,9 @@ deploy-lint:
 e2e: tools
 	cd e2e && WAHOOK_E2E_RACE_BINARIES=1 $(GO) test -race -count=1 -timeout 60m -v $(TESTFLAGS) ./...
 
-## bench: the load benchmark against local emulators (prints numbers).
+## bench: the load benchmark against local emulators, a Markdown report (SOAK=10m adds the soak; BENCHFLAGS="-o results ..." any flags).
 bench: tools
-	cd e2e && $(GO) run ./cmd/bench $(BENCHFLAGS)
+	cd e2e && $(GO) run ./cmd/bench $(if $(SOAK),-soak $(SOAK)) $(BENCHFLAGS)
 
 ## inspect: ledger states, messages-table rows and queue depths of the local stack (ROWS=1 prints rows).
 inspect:
