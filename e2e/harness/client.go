@@ -141,10 +141,19 @@ func (d Delivery) Retries() int { return max(0, len(d.Attempts)-1) }
 // or failure with backoff and jitter, as Meta does (on a much shorter clock).
 // The error says why it gave up: ctx ended first.
 func (c *Client) Deliver(ctx context.Context, body []byte) (Delivery, error) {
+	return c.deliver(ctx, body, c.Post)
+}
+
+// DeliverTo is Deliver to the ingest at base only.
+func (c *Client) DeliverTo(ctx context.Context, base string, body []byte) (Delivery, error) {
+	return c.deliver(ctx, body, func(ctx context.Context, body []byte) Response { return c.PostTo(ctx, base, body) })
+}
+
+func (c *Client) deliver(ctx context.Context, body []byte, post func(context.Context, []byte) Response) (Delivery, error) {
 	var d Delivery
 	wait := 100 * time.Millisecond
 	for {
-		r := c.Post(ctx, body)
+		r := post(ctx, body)
 		d.Attempts = append(d.Attempts, r)
 		if r.OK() {
 			return d, nil

@@ -164,7 +164,6 @@ func TestTwoIdenticalLargeBodies(t *testing.T) {
 	s.StartIngest(nil)
 	s.StartIngest(nil)
 	s.StartWorker(harness.WorkerOptions{})
-	ctx := t.Context()
 	c := s.Client()
 	urls := s.IngestURLs()
 	g := harness.NewGen(seed(t))
@@ -179,30 +178,40 @@ func TestTwoIdenticalLargeBodies(t *testing.T) {
 		t.Fatalf("payload has %d keys, want 1000", len(keys))
 	}
 
-	var answers [2]harness.Response
+	// Each delivered like Meta (a 503 is retried); on a quiet machine both
+	// answer 200 at once, on a busy one a backend timeout may cost a retry.
+	var deliveries [2]harness.Delivery
+	var errs [2]error
 	var wg sync.WaitGroup
 	start := make(chan struct{})
-	for i := range answers {
+	dctx, cancel := contextWithTimeout(t, 3*time.Minute)
+	defer cancel()
+	for i := range deliveries {
 		wg.Go(func() {
 			<-start
-			answers[i] = c.PostTo(ctx, urls[i], body)
+			deliveries[i], errs[i] = c.DeliverTo(dctx, urls[i], body)
 		})
 	}
 	close(start)
 	wg.Wait()
-	queued, duplicates := 0, 0
-	for i, a := range answers {
-		if !a.OK() {
-			t.Fatalf("replica %d: %v (%s), want 200 on the first attempt", i, a, a.Body)
+	queued := 0
+	for i, d := range deliveries {
+		if errs[i] != nil {
+			t.Fatalf("replica %d: %v", i, errs[i])
 		}
-		sum := summaryOf(t, a)
-		queued += sum.Queued
-		duplicates += sum.Duplicates
-		t.Logf("replica %d: %v, %+v", i, a, sum)
+		for _, a := range d.Attempts {
+			if a.Err == nil && (a.Status == http.StatusOK || a.Status == http.StatusServiceUnavailable) {
+				queued += summaryOf(t, a).Queued
+			}
+		}
+		final := summaryOf(t, d.Final())
+		if final.Queued+final.Duplicates != len(keys) {
+			t.Errorf("replica %d: final answer %+v, want all %d events queued or duplicates", i, final, len(keys))
+		}
+		t.Logf("replica %d: %d attempt(s), first %v, final %+v", i, len(d.Attempts), d.Attempts[0], final)
 	}
-	if queued != len(keys) || duplicates != len(keys) {
-		t.Errorf("queued %d and answered %d duplicates over both requests, want each of %d events queued once and a duplicate once",
-			queued, duplicates, len(keys))
+	if queued != len(keys) {
+		t.Errorf("queued %d over both requests, want each of %d events queued exactly once", queued, len(keys))
 	}
 
 	took := s.AwaitSettled(keys, 3*time.Minute)

@@ -117,7 +117,9 @@ func (b *batchCounter) GetItem(ctx context.Context, in *dynamodb.GetItemInput, o
 func TestAwaitReadsSiblingKeysTogether(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	opts := ledger.Options{ResendWindow: 30 * time.Second, InFlightWait: 300 * time.Millisecond, PollInterval: 10 * time.Millisecond}
+	// InFlightWait leaves a busy machine's slow call room; the sibling's whole
+	// run takes longer than it.
+	opts := ledger.Options{ResendWindow: 30 * time.Second, InFlightWait: 2 * time.Second, PollInterval: 10 * time.Millisecond}
 	sibling, _ := newStore(t, opts)
 	cl, err := emu.Clients(ctx)
 	if err != nil {
@@ -145,20 +147,24 @@ func TestAwaitReadsSiblingKeysTogether(t *testing.T) {
 		}
 		tried = append(tried, mine)
 	}
-	// The sibling queues one key every 5ms: about 750ms in all, more than
+	// The sibling queues one key every 20ms: 3s in all, more than
 	// InFlightWait, but never a pause as long as it.
 	done := make(chan struct{})
+	began := time.Now()
 	go func() {
 		defer close(done)
 		for _, r := range owned {
 			if ok, err := sibling.MarkQueued(ctx, r); !ok || err != nil {
 				t.Errorf("sibling mark queued %s: %v %v", r.Key, ok, err)
 			}
-			time.Sleep(5 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond) // the sibling's pace
 		}
 	}()
 	adms, errs := s.Await(ctx, tried, nil)
 	<-done
+	if took := time.Since(began); took <= opts.InFlightWait {
+		t.Logf("the sibling took only %v: the wait was not tested past InFlightWait", took)
+	}
 	for i, a := range adms {
 		if errs[i] != nil || !a.Duplicate || a.State != ledger.StateQueued {
 			t.Fatalf("%s: %+v %v, want a queued duplicate", tried[i].Key, a, errs[i])
@@ -180,7 +186,7 @@ func TestAwaitReadsSiblingKeysTogether(t *testing.T) {
 func TestAwaitWaitsWhileTheSiblingRenews(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	opts := ledger.Options{ResendWindow: 30 * time.Second, InFlightWait: 400 * time.Millisecond, PollInterval: 10 * time.Millisecond}
+	opts := ledger.Options{ResendWindow: 30 * time.Second, InFlightWait: time.Second, PollInterval: 10 * time.Millisecond}
 	s, _ := newStore(t, opts)
 	r, err := s.Acquire(ctx, "msg#renewing")
 	if err != nil {
@@ -189,9 +195,9 @@ func TestAwaitWaitsWhileTheSiblingRenews(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		// Renew every 150ms for 1.5s (nearly four InFlightWaits), then queue.
-		for range 10 {
-			time.Sleep(150 * time.Millisecond) // the sibling's renewal interval
+		// Renew every 100ms for three InFlightWaits, then queue.
+		for end := time.Now().Add(3 * opts.InFlightWait); time.Now().Before(end); {
+			time.Sleep(100 * time.Millisecond) // the sibling's renewal interval
 			if ok, err := s.Renew(ctx, r); !ok || err != nil {
 				t.Errorf("renew: %v %v", ok, err)
 			}

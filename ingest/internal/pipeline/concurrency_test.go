@@ -159,8 +159,8 @@ func TestTwoIdenticalLargeBodies(t *testing.T) {
 func TestSlowOwnerIsNotTakenOver(t *testing.T) {
 	t.Parallel()
 	// Renewals every window/3 leave a busy machine two thirds of a window of slack.
-	const window = 1500 * time.Millisecond
-	s := newStack(t, options{resendWindow: window, inFlightWait: 10 * time.Second})
+	const window = 3 * time.Second
+	s := newStack(t, options{resendWindow: window, inFlightWait: 20 * time.Second})
 	release := make(chan struct{})
 	var once sync.Once
 	stalled := make(chan struct{})
