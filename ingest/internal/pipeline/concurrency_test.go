@@ -158,10 +158,10 @@ func TestTwoIdenticalLargeBodies(t *testing.T) {
 // twice.
 func TestSlowOwnerIsNotTakenOver(t *testing.T) {
 	t.Parallel()
-	// Renewals every window/3 leave a busy machine two thirds of a window of
-	// slack; the hang (1.5 windows) stays under the pipeline's 5s send timeout.
-	const window = 2 * time.Second
-	s := newStack(t, options{resendWindow: window, inFlightWait: 20 * time.Second})
+	// Renewals every window/3 leave a busy machine two thirds of a window (less
+	// a renewal's own latency) of slack; the send timeout outlasts the hang.
+	const window = 4 * time.Second
+	s := newStack(t, options{resendWindow: window, inFlightWait: 20 * time.Second, sendTimeout: 30 * time.Second})
 	release := make(chan struct{})
 	var once sync.Once
 	stalled := make(chan struct{})

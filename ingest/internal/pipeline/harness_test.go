@@ -49,6 +49,7 @@ type options struct {
 	resendWindow time.Duration
 	inFlightWait time.Duration
 	concurrency  int
+	sendTimeout  time.Duration
 }
 
 // stack is one test's ingest: its own table and queue on the shared emulators,
@@ -110,7 +111,7 @@ func newStack(t *testing.T, o options) *stack {
 	}
 	q := &recordingQueue{next: clients.SQS}
 	pipe, err := pipeline.New(store, q, m, pipeline.Options{QueueURL: prov.QueueURL, Concurrency: o.concurrency,
-		RenewEvery: o.resendWindow / 3})
+		RenewEvery: o.resendWindow / 3, SendTimeout: o.sendTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}
