@@ -333,7 +333,7 @@ type outbox struct {
 	mu     sync.Mutex
 	cur    []*item
 	size   int
-	unsent map[*item]struct{} // owned, neither queued nor released yet
+	unsent map[*item]time.Time // owned, neither queued nor released yet → its last stamp
 	prev   chan struct{}      // closed when the previous batch's send returned (FIFO order)
 
 	slots   chan struct{} // SendConcurrency
@@ -345,7 +345,7 @@ type outbox struct {
 func (p *Pipeline) newOutbox(ctx context.Context, arrived time.Time, log *zap.Logger) *outbox {
 	o := &outbox{
 		p: p, ctx: ctx, arrived: arrived, log: log,
-		unsent: map[*item]struct{}{},
+		unsent: map[*item]time.Time{},
 		slots:  make(chan struct{}, p.opts.SendConcurrency),
 		stop:   make(chan struct{}),
 	}
@@ -379,7 +379,7 @@ func (o *outbox) add(it *item) {
 		o.dispatch([]*item{it}, false)
 		return
 	}
-	o.unsent[it] = struct{}{}
+	o.unsent[it] = time.UnixMilli(it.receipt.ReceivedAt)
 	if o.size+n > MaxBatchBytes {
 		o.dispatch(o.cur, true)
 		o.cur, o.size = nil, 0
@@ -445,9 +445,13 @@ func (o *outbox) close() {
 	o.renewer.Wait()
 }
 
-// renewLoop renews the owned, unsent events every RenewEvery until close.
+// renewLoop renews each owned, unsent event once its last stamp is RenewEvery
+// old, until close. It looks every RenewEvery/2, so an event is renewed at most
+// 1.5 × RenewEvery (half the resend window) after its last stamp, and an event
+// that is sent within RenewEvery of its Acquire is never renewed: under
+// overload, renewals must not pile writes on a backend that is already slow.
 func (o *outbox) renewLoop() {
-	t := time.NewTicker(o.p.opts.RenewEvery)
+	t := time.NewTicker(o.p.opts.RenewEvery / 2)
 	defer t.Stop()
 	for {
 		select {
@@ -455,23 +459,33 @@ func (o *outbox) renewLoop() {
 			return
 		case <-t.C:
 		}
+		now := o.p.opts.Now()
 		o.mu.Lock()
-		receipts := make([]ledger.Receipt, 0, len(o.unsent))
-		for it := range o.unsent {
-			receipts = append(receipts, *it.receipt)
+		var due []*item
+		for it, stamp := range o.unsent {
+			if now.Sub(stamp) >= o.p.opts.RenewEvery {
+				due = append(due, it)
+			}
 		}
 		o.mu.Unlock()
-		o.p.each(len(receipts), func(i int) {
+		o.p.each(len(due), func(i int) {
+			it := due[i]
 			ctx, cancel := context.WithTimeout(o.ctx, o.p.opts.BackendTimeout)
 			defer cancel()
-			if _, err := o.p.ledger.Renew(ctx, receipts[i]); err != nil {
-				// The next round tries again; a window is three rounds.
+			if _, err := o.p.ledger.Renew(ctx, *it.receipt); err != nil {
+				// The next look tries again; a window is six looks.
 				o.p.metrics.BackendError(metrics.BackendDynamoDB, OpRenew)
-				o.log.Warn("renew failed", logging.Key(receipts[i].Key), zap.Error(err))
+				o.log.Warn("renew failed", logging.Key(it.event.Key), zap.Error(err))
+				return
 			}
+			o.mu.Lock()
+			if _, ok := o.unsent[it]; ok {
+				o.unsent[it] = now
+			}
+			o.mu.Unlock()
 		})
-		if len(receipts) > 0 {
-			o.log.Debug("renewed owned events not yet sent", zap.Int("events", len(receipts)))
+		if len(due) > 0 {
+			o.log.Debug("renewed owned events not yet sent", zap.Int("events", len(due)))
 		}
 	}
 }
