@@ -334,7 +334,7 @@ type outbox struct {
 	cur    []*item
 	size   int
 	unsent map[*item]time.Time // owned, neither queued nor released yet → its last stamp
-	prev   chan struct{}      // closed when the previous batch's send returned (FIFO order)
+	prev   chan struct{}       // closed when the previous batch's send returned (FIFO order)
 
 	slots   chan struct{} // SendConcurrency
 	batches sync.WaitGroup
