@@ -192,7 +192,9 @@ func (p *Pipeline) Process(ctx context.Context, b *webhook.Batch, log *zap.Logge
 
 	// Admission, feeding the outbox as events become ours. For a FIFO queue the
 	// outbox gets them in body order, so that a message group's events are sent
-	// in the order Meta listed them.
+	// in the order Meta listed them. (An event a sibling request held and that
+	// becomes ours later — released or stale — is sent after them: it is a
+	// resend of an event the sibling may already have sent in its place.)
 	var (
 		mu        sync.Mutex
 		contested []*item
