@@ -209,16 +209,16 @@ func TestExpiredEnvelopeNotRunAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.send(body)
-	dlq := e.drainDLQ(15 * time.Second)
+	eventually(t, 15*time.Second, "the queue to drain", func() bool { return e.depth(e.queueURL) == 0 })
+	if n := len(inv.of(k)); n != 1 {
+		t.Fatalf("handler ran %d times, want 1", n)
+	}
+	dlq := e.drainDLQ(5 * time.Second)
 	if len(dlq) != 1 {
 		t.Fatalf("dead-letter queue holds %d messages, want 1", len(dlq))
 	}
 	if info := deadletter.Parse(dlq[0].MessageAttributes); info.Reason != deadletter.ReasonExpired || info.Key != k {
 		t.Fatalf("dead letter %+v, want reason ledger-expired for %s", info, k)
-	}
-	eventually(t, 5*time.Second, "the queue to drain", func() bool { return e.depth(e.queueURL) == 0 })
-	if n := len(inv.of(k)); n != 1 {
-		t.Fatalf("handler ran %d times, want 1", n)
 	}
 	if _, ok := e.item(k); ok {
 		t.Fatal("a ledger item was created for the expired envelope")
