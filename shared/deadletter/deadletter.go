@@ -31,6 +31,9 @@ const (
 	AttrMessageID = "wahook_sqs_message_id" // the source message's id
 	AttrKey       = envelope.AttrKey        // the event key, when known
 	AttrKind      = envelope.AttrKind       // message or status, when known
+	// AttrTruncated (Number) is set when the body had to be cut to fit the
+	// DLQ's MaximumMessageSize: the original body's size in bytes.
+	AttrTruncated = "wahook_truncated"
 )
 
 // Reasons, the value of AttrReason.
@@ -95,7 +98,7 @@ func (i Info) Fence() string {
 func Attributes(i Info) map[string]sqstypes.MessageAttributeValue {
 	out := map[string]sqstypes.MessageAttributeValue{
 		AttrReason:  String(i.Reason),
-		AttrAttempt: {DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(i.Attempt))},
+		AttrAttempt: Number(i.Attempt),
 	}
 	for name, v := range map[string]string{AttrError: i.Error, AttrProcessor: i.Processor, AttrMessageID: i.MessageID, AttrKey: i.Key, AttrKind: i.Kind} {
 		if v != "" {
@@ -109,10 +112,15 @@ func Attributes(i Info) map[string]sqstypes.MessageAttributeValue {
 // beside the envelope's own (key, kind): a replay strips them.
 func IsOurs(name string) bool {
 	switch name {
-	case AttrReason, AttrError, AttrAttempt, AttrProcessor, AttrMessageID:
+	case AttrReason, AttrError, AttrAttempt, AttrProcessor, AttrMessageID, AttrTruncated:
 		return true
 	}
 	return false
+}
+
+// Number is a Number message attribute.
+func Number(n int) sqstypes.MessageAttributeValue {
+	return sqstypes.MessageAttributeValue{DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(n))}
 }
 
 // String is a String message attribute.

@@ -60,6 +60,7 @@ type stack struct {
 	store    *ledger.Store
 	queue    *recordingQueue
 	queueURL string
+	dlqURL   string
 	reg      *prometheus.Registry
 	pipe     *pipeline.Pipeline
 	url      string
@@ -109,7 +110,8 @@ func newStack(t *testing.T, o options) *stack {
 		t.Fatal(err)
 	}
 	q := &recordingQueue{next: clients.SQS}
-	pipe, err := pipeline.New(store, q, m, pipeline.Options{QueueURL: prov.QueueURL, Concurrency: o.concurrency})
+	pipe, err := pipeline.New(store, q, m, pipeline.Options{QueueURL: prov.QueueURL, Concurrency: o.concurrency,
+		DeadLetterURL: prov.DLQURL, DeadLetters: clients.SQS})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +127,7 @@ func newStack(t *testing.T, o options) *stack {
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &stack{t: t, clients: clients, store: store, queue: q, queueURL: prov.QueueURL, reg: reg, pipe: pipe, url: srv.URL, log: log}
+	return &stack{t: t, clients: clients, store: store, queue: q, queueURL: prov.QueueURL, dlqURL: prov.DLQURL, reg: reg, pipe: pipe, url: srv.URL, log: log}
 }
 
 // recordingQueue wraps the real SQS client: it records every SendMessageBatch
