@@ -2,10 +2,11 @@
 // key, moved between states only by conditional writes.
 //
 //	received ──MarkQueued──▶ queued ──Claim──▶ processing ──Complete──▶ done
-//	   │  ▲   │                                 │   ▲  │  ▲
-//	Release TakeOver  MarkRejected  GiveBack/Retry ◀┘   │  │  └──────Reopen──────┐
-//	   ▼          ▼                            Claim │  └──Fail──▶ failed ───┘
-//	 (gone)    rejected ◀── Reject        (lease expired)
+//	   │  ▲   │                    ▲              │   ▲  │  ▲
+//	Release TakeOver  MarkRejected  │  GiveBack/Retry ◀┘  │  │  └──────Reopen──────┐
+//	   ▼          ▼                 │             Claim │  └──Fail──▶ failed ───┤
+//	 (gone)    rejected ◀── Reject  │       (lease expired)                    │
+//	                                └────────────────Requeue───────────────────┘
 //
 // Ingest acquires and queues; processors claim with a lease, extend it while their
 // handler runs, and complete, fail or give back — each write fenced by owner and
@@ -31,7 +32,10 @@
 // reopen it once. It starts a new series of attempts: series_start keeps the
 // attempt count before it and failures and given_back start again from 0, so
 // both of the worker's bounds apply afresh to the series; attempt keeps growing
-// (it stays the fencing token).
+// (it stays the fencing token). Requeue is the operator's form (wahook dlq
+// replay): `failed` back to `queued`, with the same fence, before the CLI sends
+// the copy back; both record the fence in reopened_from, so a replay re-run
+// after a crash knows its own reopen.
 package ledger
 
 import (
@@ -83,6 +87,7 @@ const (
 	AttrSeriesStart  = "series_start"  // attempts before the current series began (set by Reopen)
 	AttrReopens      = "reopens"       // how many times Reopen ran
 	AttrHistory      = "history"       // list of HistoryEntry: failures, retries, reopens, rejection
+	AttrReopenedFrom = "reopened_from" // the fence (done_by) of the failure the last Reopen/Requeue undid
 )
 
 // Errors callers decide on with errors.Is / errors.As.
@@ -150,6 +155,7 @@ type Item struct {
 	GivenBack    int
 	SeriesStart  int
 	Reopens      int
+	ReopenedFrom string
 	History      []HistoryEntry
 }
 
@@ -731,6 +737,7 @@ func decodeItem(av map[string]types.AttributeValue) Item {
 		GivenBack:    int(getN(av, AttrGivenBack)),
 		SeriesStart:  int(getN(av, AttrSeriesStart)),
 		Reopens:      int(getN(av, AttrReopens)),
+		ReopenedFrom: getS(av, AttrReopenedFrom),
 		History:      decodeHistory(av[AttrHistory]),
 	}
 }

@@ -217,3 +217,37 @@ func TestCheckTTL(t *testing.T) {
 		})
 	}
 }
+
+// TestRequeueIsIdempotentPerDeadLetter: an operator's replay requeues a
+// failed key once per dead letter; run again (after a crash) it learns it
+// did so already; a stale dead letter is refused.
+func TestRequeueIsIdempotentPerDeadLetter(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t, ledger.Options{})
+	ctx := context.Background()
+	const key = "msg#requeue"
+	first, fence := failKey(t, s, key, "p0")
+	if already, err := s.Requeue(ctx, key, fence); err != nil || already {
+		t.Fatalf("requeue: already=%v %v", already, err)
+	}
+	it := mustState(t, s, key, ledger.StateQueued)
+	if it.SeriesStart != first.Attempt || it.ReopenedFrom != fence {
+		t.Fatalf("requeued item %+v", it)
+	}
+	if already, err := s.Requeue(ctx, key, fence); err != nil || !already {
+		t.Fatalf("second requeue: already=%v %v, want already", already, err)
+	}
+	c, err := s.Claim(ctx, key, "p1", "", time.Minute, time.Now())
+	if err != nil || c.SeriesAttempt() != 1 {
+		t.Fatalf("claim after requeue: %+v %v, want series attempt 1", c, err)
+	}
+	if err := s.Complete(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if already, err := s.Requeue(ctx, key, fence); err != nil || !already {
+		t.Fatalf("requeue after done: already=%v %v, want already (this dead letter was replayed)", already, err)
+	}
+	if _, err := s.Requeue(ctx, key, ledger.DoneBy("p9", 9)); !errors.Is(err, ledger.ErrNotReopenable) {
+		t.Fatalf("stale dead letter: %v, want ErrNotReopenable", err)
+	}
+}
