@@ -88,7 +88,7 @@ func (a *app) event(ctx context.Context, arg string) (EventReport, error) {
 			return EventReport{}, fmt.Errorf("messages row %s: %w", wamid, err)
 		}
 		if out.Item != nil {
-			if err := attributevalue.UnmarshalMap(out.Item, &rep.Message); err != nil {
+			if err := attributevalue.UnmarshalMapWithOptions(out.Item, &rep.Message, useNumber); err != nil {
 				return EventReport{}, fmt.Errorf("messages row %s: %w", wamid, err)
 			}
 		}
@@ -138,3 +138,6 @@ func (a *app) printEvent(rep EventReport) {
 }
 
 func sortedKeys(m map[string]any) []string { return slices.Sorted(maps.Keys(m)) }
+
+// useNumber keeps numbers as written (a Meta timestamp, not 1.7645e+09).
+func useNumber(o *attributevalue.DecoderOptions) { o.UseNumber = true }

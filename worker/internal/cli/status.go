@@ -100,7 +100,7 @@ func (a *app) status(ctx context.Context, withRows bool) (Status, error) {
 		st.MessageRows++
 		if withRows {
 			var m map[string]any
-			if err := attributevalue.UnmarshalMap(item, &m); err != nil {
+			if err := attributevalue.UnmarshalMapWithOptions(item, &m, useNumber); err != nil {
 				return fmt.Errorf("messages row: %w", err)
 			}
 			st.Rows = append(st.Rows, m)
