@@ -96,11 +96,9 @@ func (i Info) Fence() string {
 
 // Attributes builds a copy's attributes from info (empty fields are left out).
 func Attributes(i Info) map[string]sqstypes.MessageAttributeValue {
-	out := map[string]sqstypes.MessageAttributeValue{
-		AttrReason:  String(i.Reason),
-		AttrAttempt: Number(i.Attempt),
-	}
-	for name, v := range map[string]string{AttrError: i.Error, AttrProcessor: i.Processor, AttrMessageID: i.MessageID, AttrKey: i.Key, AttrKind: i.Kind} {
+	out := map[string]sqstypes.MessageAttributeValue{AttrAttempt: Number(i.Attempt)}
+	// SQS refuses empty attribute values: empty fields are left out.
+	for name, v := range map[string]string{AttrReason: i.Reason, AttrError: i.Error, AttrProcessor: i.Processor, AttrMessageID: i.MessageID, AttrKey: i.Key, AttrKind: i.Kind} {
 		if v != "" {
 			out[name] = String(v)
 		}
