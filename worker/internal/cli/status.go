@@ -75,12 +75,16 @@ func (a *app) status(ctx context.Context, withRows bool) (Status, error) {
 	now := time.Now()
 	err := a.scan(ctx, a.cfg.LedgerTable, func(item map[string]dbtypes.AttributeValue) error {
 		var it struct {
+			Key        string `dynamodbav:"pk"`
 			State      string `dynamodbav:"state"`
 			Attempt    int    `dynamodbav:"attempt"`
 			ReceivedAt int64  `dynamodbav:"received_at"`
 		}
 		if err := attributevalue.UnmarshalMap(item, &it); err != nil {
 			return fmt.Errorf("ledger item: %w", err)
+		}
+		if it.Key == ledger.ProbeKey {
+			return nil // the worker breaker's probe, not an event
 		}
 		st.Items++
 		st.States[it.State]++
