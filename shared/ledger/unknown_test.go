@@ -59,7 +59,7 @@ func TestUnknownOutcomeIsNotLeaseLost(t *testing.T) {
 	}
 	for _, w := range writes {
 		key := "msg#unknown-" + w.name
-		c, err := plain.Claim(ctx, key, "p", "", time.Minute)
+		c, err := plain.Claim(ctx, key, "p", "", time.Minute, time.Time{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -93,7 +93,7 @@ func TestGiveBackRetryThatLandedIsOurs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := plain.Claim(ctx, "msg#giveback", "p", "", time.Minute)
+	c, err := plain.Claim(ctx, "msg#giveback", "p", "", time.Minute, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestGiveBackRetryThatLandedIsOurs(t *testing.T) {
 		t.Fatalf("give back whose retry failed the condition: %v, want success", err)
 	}
 	mustState(t, plain, "msg#giveback", ledger.StateQueued)
-	c2, err := plain.Claim(ctx, "msg#giveback", "q", "", time.Minute)
+	c2, err := plain.Claim(ctx, "msg#giveback", "q", "", time.Minute, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
