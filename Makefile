@@ -8,7 +8,7 @@ TESTFLAGS ?=
 BENCHFLAGS ?=
 SOAK ?=
 
-.PHONY: up test lint deploy-lint e2e bench inspect tools build fuzz clean
+.PHONY: up test lint deploy-lint e2e bench inspect wahook tools build fuzz clean
 
 ## up: start emulators, ingest and worker in the foreground (Ctrl-C stops all). WORKERS=2 for two worker processes.
 up:
@@ -44,11 +44,17 @@ e2e: tools
 bench: tools
 	cd e2e && $(GO) run ./cmd/bench $(if $(SOAK),-soak $(SOAK)) $(BENCHFLAGS)
 
-## inspect: ledger states, messages-table rows and queue depths of the local stack (ROWS=1 prints rows).
+## inspect: `wahook status` against the local stack: ledger states, queue and DLQ depths, dead letters (ROWS=1 prints messages-table rows).
 inspect:
-	@cd e2e && AWS_REGION=$${AWS_REGION:-us-east-1} AWS_ACCESS_KEY_ID=$${AWS_ACCESS_KEY_ID:-test} AWS_SECRET_ACCESS_KEY=$${AWS_SECRET_ACCESS_KEY:-test} \
+	@cd worker && AWS_REGION=$${AWS_REGION:-us-east-1} AWS_ACCESS_KEY_ID=$${AWS_ACCESS_KEY_ID:-test} AWS_SECRET_ACCESS_KEY=$${AWS_SECRET_ACCESS_KEY:-test} \
 	  AWS_ENDPOINT_URL_DYNAMODB=$${AWS_ENDPOINT_URL_DYNAMODB:-http://127.0.0.1:4567} AWS_ENDPOINT_URL_SQS=$${AWS_ENDPOINT_URL_SQS:-http://127.0.0.1:9324} \
-	  $(GO) run ./cmd/inspect $(if $(ROWS),-rows,)
+	  $(GO) run ./cmd/wahook status $(if $(ROWS),--rows,)
+
+## wahook: run the operator CLI against the local stack, e.g. `make wahook ARGS="dlq list"`.
+wahook:
+	@cd worker && AWS_REGION=$${AWS_REGION:-us-east-1} AWS_ACCESS_KEY_ID=$${AWS_ACCESS_KEY_ID:-test} AWS_SECRET_ACCESS_KEY=$${AWS_SECRET_ACCESS_KEY:-test} \
+	  AWS_ENDPOINT_URL_DYNAMODB=$${AWS_ENDPOINT_URL_DYNAMODB:-http://127.0.0.1:4567} AWS_ENDPOINT_URL_SQS=$${AWS_ENDPOINT_URL_SQS:-http://127.0.0.1:9324} \
+	  $(GO) run ./cmd/wahook $(ARGS)
 
 ## fuzz: fuzz the webhook parser for a minute.
 fuzz:
@@ -58,11 +64,12 @@ fuzz:
 tools:
 	@bash localstack/install.sh
 
-## build: the two binaries into bin/.
+## build: the binaries into bin/: ingest, worker and the operator CLI wahook.
 build:
 	@mkdir -p bin
 	cd ingest && $(GO) build -o ../bin/ingest ./cmd/ingest
 	cd worker && $(GO) build -o ../bin/worker ./cmd/worker
+	cd worker && $(GO) build -o ../bin/wahook ./cmd/wahook
 
 clean:
 	rm -rf bin localstack/.run

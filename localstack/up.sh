@@ -29,10 +29,10 @@ trap stop INT TERM EXIT
 
 "$here/start-emulators.sh"
 
-echo "up: building ingest and worker"
+echo "up: building ingest, worker and wahook"
 mkdir -p "$root/bin"
 (cd "$root/ingest" && go build -o "$root/bin/ingest" ./cmd/ingest)
-(cd "$root/worker" && go build -o "$root/bin/worker" ./cmd/worker)
+(cd "$root/worker" && go build -o "$root/bin/worker" ./cmd/worker && go build -o "$root/bin/wahook" ./cmd/wahook)
 
 export AWS_REGION="${AWS_REGION:-us-east-1}"
 export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-test}"
@@ -77,7 +77,8 @@ up: wahook is running
   metrics:        curl -s http://127.0.0.1:$http_port/metrics | grep wahook_
   send one:       curl -X POST http://127.0.0.1:$http_port/webhook -H 'Content-Type: application/json' \\
                     -d '{"entry":[{"id":"page_id","changes":[{"value":{"messages":[{"id":"test_msg_001","from":"1234567890","text":{"body":"Test message"},"timestamp":"1642248600"}]}}]}]}'
-  what is stored: make inspect ROWS=1   (ledger states, messages-table rows, queue depths)
+  what is stored: make inspect ROWS=1   (wahook status: ledger states, queue and DLQ depths, rows)
+  dead letters:   make wahook ARGS="dlq list"   (also: event KEY, dlq show/replay/purge; --help)
   Ctrl-C stops everything.
 
 TXT

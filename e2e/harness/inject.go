@@ -60,6 +60,27 @@ type Rule struct {
 	limit  int64           // at most this many injections; 0: no bound
 	forDur time.Duration   // active this long from Add; 0: until cleared
 	match  func(op string, body []byte) bool
+	// entry, for PartialBatch: which entries may fail (nil: any); once: each
+	// entry (by its message body or receipt handle) fails at most once.
+	entry func(e map[string]any) bool
+	once  *entrySet // shared by every injector the rule is added to
+}
+
+// entrySet is the entries a Once rule failed already.
+type entrySet struct {
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+// first reports whether id is new, and records it.
+func (s *entrySet) first(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.seen[id] {
+		return false
+	}
+	s.seen[id] = true
+	return true
 }
 
 // Throttle answers with DynamoDB's ProvisionedThroughputExceededException.
@@ -100,6 +121,15 @@ func (r Rule) Times(n int) Rule { r.limit = int64(n); return r }
 
 // For keeps r active for d after it is added.
 func (r Rule) For(d time.Duration) Rule { r.forDur = d; return r }
+
+// Entries narrows a PartialBatch to the entries f accepts (the entry as
+// JSON: Id, MessageBody, MessageAttributes, ReceiptHandle…).
+func (r Rule) Entries(f func(e map[string]any) bool) Rule { r.entry = f; return r }
+
+// Once makes a PartialBatch fail each entry at most once (by its "key"
+// message attribute, the event key wahook sends, else its body; by receipt
+// handle for deletes): its retry goes through.
+func (r Rule) Once() Rule { r.once = &entrySet{seen: map[string]bool{}}; return r }
 
 // Matching narrows r to calls whose body f accepts (e.g. only the claims
 // among UpdateItem calls).
@@ -325,7 +355,9 @@ func (in *Injector) partial(w http.ResponseWriter, r *http.Request, op string, b
 	var keep, failed []map[string]any
 	in.mu.Lock()
 	for _, e := range entries {
-		hit := (a.prob <= 0 || in.rng.Float64() < a.prob) && (a.limit <= 0 || a.hits.Load() < a.limit)
+		hit := (a.entry == nil || a.entry(e)) &&
+			(a.prob <= 0 || in.rng.Float64() < a.prob) && (a.limit <= 0 || a.hits.Load() < a.limit) &&
+			(a.once == nil || a.once.first(entryID(e)))
 		if hit {
 			a.hits.Add(1)
 			failed = append(failed, map[string]any{"Id": e["Id"], "Code": "InternalError", "SenderFault": false,
@@ -384,4 +416,18 @@ func (in *Injector) partial(w http.ResponseWriter, r *http.Request, op string, b
 func Table(table string) func(op string, body []byte) bool {
 	needle := []byte(`"TableName":"` + table + `"`)
 	return func(_ string, body []byte) bool { return bytes.Contains(body, needle) }
+}
+
+// entryID names a batch entry across retries: the event key attribute wahook
+// sets on every message (its body carries a per-request timestamp), else the
+// body, else the receipt handle.
+func entryID(e map[string]any) string {
+	if attrs, ok := e["MessageAttributes"].(map[string]any); ok {
+		if k, ok := attrs["key"].(map[string]any); ok {
+			if v, ok := k["StringValue"].(string); ok {
+				return "key:" + v
+			}
+		}
+	}
+	return fmt.Sprint(e["MessageBody"], e["ReceiptHandle"])
 }

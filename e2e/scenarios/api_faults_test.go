@@ -138,3 +138,61 @@ func TestLedgerWritesThrottled(t *testing.T) {
 	// new claim once its lease lapses: allowed, fenced, counted.
 	s.CheckInvariants(harness.Expect{Keys: keys, Reinvocable: harness.AnyKey})
 }
+
+// Issue 7, case 2: lost replies. One in ten of the ledger's writes (Acquire,
+// MarkQueued, TakeOver, Release, Claim, Extend, Complete, Fail, GiveBack) and
+// of SQS's sends and deletes land but their reply is lost; the SDK retries
+// them. Each retry must be recognised as the write that landed: every event
+// completed exactly once with the handler run once (no false "lease lost",
+// no re-run), no 503 storm, nothing left received or processing.
+func TestLostReplies(t *testing.T) {
+	n := form(300, 1000)
+	s := harness.NewStack(t, harness.StackOptions{})
+	s.StartIngest(nil)
+	s.StartIngest(nil)
+	s.StartWorker(harness.WorkerOptions{Processors: 4})
+	s.StartWorker(harness.WorkerOptions{Processors: 4})
+	ledgerLost := s.InjectAll(harness.DynamoDB, harness.LoseReply().On(harness.DynamoDBWrites...).
+		Matching(harness.Table(s.LedgerTable)).Probability(0.1))
+	sqsLost := s.InjectAll(harness.SQS, harness.LoseReply().On("SendMessageBatch", "SendMessage", "DeleteMessageBatch").Probability(0.1))
+
+	g := harness.NewGen(seed(t))
+	payloads := g.Batches(g.Messages(n), 5)
+	keys := keysOf(payloads)
+	ctx, cancel := contextWithTimeout(t, 3*time.Minute)
+	defer cancel()
+	deliveries, err := s.Client().DeliverAll(ctx, bodiesOf(payloads), 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	attempts, refused := 0, 0
+	for _, d := range deliveries {
+		for _, a := range d.Attempts {
+			attempts++
+			if !a.OK() {
+				refused++
+			}
+		}
+	}
+	s.AwaitSettled(keys, 2*time.Minute)
+	s.ClearInjections()
+	t.Logf("%d ledger replies and %d SQS replies lost; %d webhooks in %d attempts, %d refused",
+		ledgerLost.Hits(), sqsLost.Hits(), len(payloads), attempts, refused)
+	if ledgerLost.Hits() < int64(n/5) || sqsLost.Hits() < int64(n/50) {
+		t.Fatalf("too few replies lost (%d ledger, %d SQS): the fault did not happen as planned", ledgerLost.Hits(), sqsLost.Hits())
+	}
+	// A lost reply the SDK retries three times in a row (one in a thousand)
+	// may still cost a 503 and Meta's retry; a storm would not.
+	if refused > len(payloads)/20 {
+		t.Errorf("%d of %d webhook attempts refused: a 503 storm", refused, attempts)
+	}
+	// Exactly once: no key re-invoked, so no false "lease lost" either.
+	s.CheckInvariants(harness.Expect{Keys: keys})
+	lost, err := s.SumMetric(t.Context(), harness.RoleWorker, "wahook_worker_leases_lost_total")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lost != 0 {
+		t.Errorf("workers report %v leases lost; no lease was lost, only replies", lost)
+	}
+}

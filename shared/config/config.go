@@ -42,8 +42,10 @@ type Common struct {
 	VisibilityTimeout time.Duration `env:"WAHOOK_VISIBILITY_TIMEOUT" envDefault:"20s"`
 	// MaxReceiveCount is the redrive policy's limit before a message goes to the DLQ.
 	MaxReceiveCount int `env:"WAHOOK_MAX_RECEIVE_COUNT" envDefault:"10"`
-	// ItemTTL is how long ledger items live; longer than Meta's 7-day retry window.
-	ItemTTL time.Duration `env:"WAHOOK_ITEM_TTL" envDefault:"192h"`
+	// ItemTTL is how long ledger items live after their last write: at least
+	// max(Meta's 7-day retries, queue + DLQ retention), checked at start against
+	// the queues (ledger.CheckTTL). The default is ledger.DefaultTTL.
+	ItemTTL time.Duration `env:"WAHOOK_ITEM_TTL" envDefault:"672h"`
 	// BackendTimeout bounds one DynamoDB or SQS call (the SDK's retries included).
 	BackendTimeout time.Duration `env:"WAHOOK_BACKEND_TIMEOUT" envDefault:"5s"`
 	// Pprof serves Go's runtime profiles under /debug/pprof/ on the service's

@@ -27,7 +27,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.LedgerTable != "wahook-ledger" || c.QueueName != "wahook-events" || c.VisibilityTimeout != 20*time.Second ||
-		c.ItemTTL != 192*time.Hour || c.DeadLetterName() != "wahook-events-dlq" || c.Addr != ":1" {
+		c.ItemTTL != 672*time.Hour || c.DeadLetterName() != "wahook-events-dlq" || c.Addr != ":1" {
 		t.Fatalf("defaults = %+v", c)
 	}
 }

@@ -5,10 +5,11 @@
 //	  ┌─┐
 //	  ▼ │
 //	received ──MarkQueued──▶ queued ──Claim──▶ processing ──Complete──▶ done
-//	   │  ▲                                   │   ▲  │
-//	Release TakeOver     GiveBack/Retry ◀────┘   │  └──Fail──▶ failed
-//	   ▼                                     Claim (lease expired)
-//	 (gone)
+//	   │  ▲   │                    ▲              │   ▲  │  ▲
+//	Release TakeOver  MarkRejected  │  GiveBack/Retry ◀┘  │  │  └──────Reopen──────┐
+//	   ▼          ▼                 │             Claim │  └──Fail──▶ failed ───┤
+//	 (gone)    rejected ◀── Reject  │       (lease expired)                    │
+//	                                └────────────────Requeue───────────────────┘
 //
 // Ingest acquires, renews while it still has to send, and queues; processors
 // claim with a lease, extend it while their handler runs, and complete, fail or
@@ -18,10 +19,27 @@
 // Every claim raises attempt (the fencing token). A claim's end is counted:
 // Retry (a handler error) raises failures and given_back, GiveBack (shutdown)
 // given_back only; a claim that ends with neither, nor Complete or Fail, was
-// interrupted (attempt - 1 - given_back). The worker bounds failures by its
-// maximum attempts and interruptions by a larger bound of their own, so a
-// crash loop still ends, while shutdowns and lapsed leases never spend the
-// attempts a handler gets.
+// interrupted (attempt - series_start - 1 - given_back). The worker bounds
+// failures by its maximum attempts and interruptions by a larger bound of
+// their own, so a crash loop still ends, while shutdowns and lapsed leases
+// never spend the attempts a handler gets.
+//
+// Lifetime (see lifetime.go): every write sets expires_at = now + TTL, and Claim
+// creates an item for a key it has never seen only for an envelope younger than
+// the TTL — an older one may name an event whose item has expired, and is
+// refused with ErrExpired instead of being run a second time. Events ingest
+// cannot enqueue are recorded `rejected` (MarkRejected, Reject).
+//
+// Reopen takes a `failed` key back to processing when an operator moves its
+// dead-lettered copy back to the queue. It is fenced by done_by, the claim that
+// failed the key as the copy recorded it, so two copies of one dead letter
+// reopen it once. It starts a new series of attempts: series_start keeps the
+// attempt count before it and failures and given_back start again from 0, so
+// both of the worker's bounds apply afresh to the series; attempt keeps growing
+// (it stays the fencing token). Requeue is the operator's form (wahook dlq
+// replay): `failed` back to `queued`, with the same fence, before the CLI sends
+// the copy back; both record the fence in reopened_from, so a replay re-run
+// after a crash knows its own reopen.
 package ledger
 
 import (
@@ -49,6 +67,9 @@ const (
 	StateProcessing State = "processing"
 	StateDone       State = "done"
 	StateFailed     State = "failed"
+	// StateRejected: ingest accepted the event but could not enqueue it (no
+	// id, too large); the raw event is in the dead-letter queue.
+	StateRejected State = "rejected"
 )
 
 // Attribute names of a ledger item.
@@ -65,8 +86,12 @@ const (
 	AttrExpiresAt    = "expires_at"    // epoch seconds, the table's TTL attribute
 	AttrClaimToken   = "claim_token"   // random per Claim call: tells a landed retry from another claim
 	AttrReceiptToken = "receipt_token" // random per Acquire/TakeOver call: whose `received` item this is
-	AttrFailures     = "failures"      // claims that ended in a handler error (Retry)
-	AttrGivenBack    = "given_back"    // claims that ended in a give-back (Retry or GiveBack)
+	AttrFailures     = "failures"      // claims of the series that ended in a handler error (Retry)
+	AttrGivenBack    = "given_back"    // claims of the series that ended in a give-back (Retry or GiveBack)
+	AttrSeriesStart  = "series_start"  // attempts before the current series began (set by Reopen)
+	AttrReopens      = "reopens"       // how many times Reopen ran
+	AttrHistory      = "history"       // list of HistoryEntry: failures, retries, reopens, rejection
+	AttrReopenedFrom = "reopened_from" // the fence (done_by) of the failure the last Reopen/Requeue undid
 )
 
 // Errors callers decide on with errors.Is / errors.As.
@@ -89,6 +114,9 @@ var (
 	// idempotent, rather than giving the event up as lost. The read's error is
 	// wrapped beside it.
 	ErrOutcomeUnknown = errors.New("ledger: outcome unknown")
+	// ErrExpired: Claim found no item for an envelope older than the TTL; the
+	// item may have existed and expired, so the event must not run again.
+	ErrExpired = errors.New("ledger: no item for an envelope older than the item TTL")
 )
 
 // ClaimRefusedError says why Claim did not take the key.
@@ -107,10 +135,10 @@ func (e *ClaimRefusedError) Error() string {
 	return fmt.Sprintf("ledger: %s already %s", e.Key, e.State)
 }
 
-// Finished reports whether the key needs no more work (done or failed): the
-// message that led to the claim is a duplicate delivery.
+// Finished reports whether the key needs no more work (done, failed or
+// rejected): the message that led to the claim is a duplicate delivery.
 func (e *ClaimRefusedError) Finished() bool {
-	return e.State == StateDone || e.State == StateFailed
+	return e.State == StateDone || e.State == StateFailed || e.State == StateRejected
 }
 
 // Item is a ledger item as read.
@@ -129,6 +157,10 @@ type Item struct {
 	ExpiresAt    time.Time
 	Failures     int
 	GivenBack    int
+	SeriesStart  int
+	Reopens      int
+	ReopenedFrom string
+	History      []HistoryEntry
 }
 
 // Receipt proves which Acquire or TakeOver wrote the current `received` item, so
@@ -152,17 +184,28 @@ type Claim struct {
 	// Attempt is the fencing token: it grows with every claim of the key.
 	Attempt    int
 	LeaseUntil time.Time
-	// Failures is how many earlier claims ended in a handler error; GivenBack
-	// how many ended in a give-back of any kind (handler error or shutdown).
+	// Failures is how many earlier claims of the series ended in a handler
+	// error; GivenBack how many ended in a give-back of any kind (handler
+	// error or shutdown).
 	Failures  int
 	GivenBack int
+	// SeriesStart is how many attempts came before the current series (0 until
+	// the key is reopened).
+	SeriesStart int
+	// Reopened is set on the claim Reopen returns.
+	Reopened bool
 }
 
-// Interrupted is how many earlier claims ended without any result: their
-// process crashed, their lease lapsed (a slow backend, a paused process), or
-// their result write never landed. Completed and failed claims end the key's
-// life, so every earlier claim either gave back or was interrupted.
-func (c Claim) Interrupted() int { return max(c.Attempt-1-c.GivenBack, 0) }
+// Interrupted is how many earlier claims of the series ended without any
+// result: their process crashed, their lease lapsed (a slow backend, a paused
+// process), or their result write never landed. Completed and failed claims
+// end the key's life (until a reopen starts a new series), so every earlier
+// claim of the series either gave back or was interrupted.
+func (c Claim) Interrupted() int { return max(c.SeriesAttempt()-1-c.GivenBack, 0) }
+
+// SeriesAttempt is the attempt's number within its series: 1 for the first
+// claim after ingest or after a Reopen.
+func (c Claim) SeriesAttempt() int { return c.Attempt - c.SeriesStart }
 
 // DB is the part of the DynamoDB client the ledger uses.
 type DB interface {
@@ -175,8 +218,9 @@ type DB interface {
 
 // Options tunes a Store. Zero values mean the documented defaults.
 type Options struct {
-	// TTL is how long an item lives after its last write (default 8 days, longer
-	// than Meta's 7-day retry window).
+	// TTL is how long an item lives after its last write (default DefaultTTL).
+	// It must outlive every message that can name the key: Meta's 7-day
+	// retries and the queue's plus the DLQ's retention (CheckTTL).
 	TTL time.Duration
 	// ResendWindow is the age after which a `received` item is taken to belong to
 	// a crashed ingest and is taken over (default 10s). It must be longer than
@@ -211,7 +255,7 @@ func New(db DB, table string, opts Options) (*Store, error) {
 		return nil, errors.New("ledger: empty table name")
 	}
 	if opts.TTL <= 0 {
-		opts.TTL = 8 * 24 * time.Hour
+		opts.TTL = DefaultTTL
 	}
 	if opts.ResendWindow <= 0 {
 		opts.ResendWindow = 10 * time.Second
@@ -403,31 +447,43 @@ func (s *Store) Probe(ctx context.Context) error {
 // yet claimed, or held under an expired lease. The attempt grows with every claim.
 // Otherwise a *ClaimRefusedError says who holds it or that it is finished.
 //
+// born is when ingest received the event (the envelope's received_at; zero when
+// unknown). A key new to the ledger is created only when born is younger than
+// the TTL: otherwise its item may have expired after the event was done, and
+// Claim answers ErrExpired rather than run it again.
+//
 // token identifies this claim of one delivery: every retry of it, the SDK's or
 // the caller's (after a timeout whose write may have landed), passes the same
 // token, so that the ledger recognises its own landed write instead of refusing
 // it as another owner's. Two deliveries of one key must use different tokens.
 // An empty token gets a random one.
-func (s *Store) Claim(ctx context.Context, key, owner, token string, lease time.Duration) (Claim, error) {
+func (s *Store) Claim(ctx context.Context, key, owner, token string, lease time.Duration, born time.Time) (Claim, error) {
 	if token == "" {
 		token = rand.Text()
 	}
 	for range 3 {
 		now := s.opts.Now()
 		until := now.Add(lease)
+		// A fresh envelope may create the item; an old one only finds it.
+		fresh := born.IsZero() || now.Sub(born) < s.opts.TTL
+		cond := "#state IN (:received, :queued) OR (#state = :processing AND #lease_until < :now)"
+		names := map[string]string{
+			"#state": AttrState, "#owner": AttrOwner, "#lease_until": AttrLeaseUntil,
+			"#attempt": AttrAttempt, "#received_at": AttrReceivedAt, "#expires_at": AttrExpiresAt,
+			"#token": AttrClaimToken,
+		}
+		if fresh {
+			cond = "attribute_not_exists(#pk) OR " + cond
+			names["#pk"] = AttrPK
+		}
 		out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 			TableName: &s.table,
 			Key:       s.key(key),
 			UpdateExpression: aws.String("SET #state = :processing, #owner = :me, #lease_until = :until, " +
 				"#attempt = if_not_exists(#attempt, :zero) + :one, #received_at = if_not_exists(#received_at, :now), " +
 				"#expires_at = :exp, #token = :token"),
-			ConditionExpression: aws.String("attribute_not_exists(#pk) OR #state IN (:received, :queued) " +
-				"OR (#state = :processing AND #lease_until < :now)"),
-			ExpressionAttributeNames: map[string]string{
-				"#pk": AttrPK, "#state": AttrState, "#owner": AttrOwner, "#lease_until": AttrLeaseUntil,
-				"#attempt": AttrAttempt, "#received_at": AttrReceivedAt, "#expires_at": AttrExpiresAt,
-				"#token": AttrClaimToken,
-			},
+			ConditionExpression:      aws.String(cond),
+			ExpressionAttributeNames: names,
 			ExpressionAttributeValues: map[string]types.AttributeValue{
 				":processing": str(string(StateProcessing)),
 				":received":   str(string(StateReceived)),
@@ -450,6 +506,9 @@ func (s *Store) Claim(ctx context.Context, key, owner, token string, lease time.
 		}
 		item, err := s.Get(ctx, key)
 		if errors.Is(err, ErrNotFound) {
+			if !fresh {
+				return Claim{}, fmt.Errorf("claim %s (received %s): %w", key, born.UTC().Format(time.RFC3339), ErrExpired)
+			}
 			continue // deleted between the write and the read: try again
 		}
 		if err != nil {
@@ -460,7 +519,7 @@ func (s *Store) Claim(ctx context.Context, key, owner, token string, lease time.
 			return claimOf(item, owner, until), nil
 		}
 		switch item.State {
-		case StateDone, StateFailed:
+		case StateDone, StateFailed, StateRejected:
 			return Claim{}, fmt.Errorf("claim %s: %w", key, &ClaimRefusedError{Key: key, State: item.State})
 		case StateProcessing:
 			if item.LeaseUntil.After(s.opts.Now()) {
@@ -476,7 +535,8 @@ func (s *Store) Claim(ctx context.Context, key, owner, token string, lease time.
 }
 
 func claimOf(it Item, owner string, until time.Time) Claim {
-	return Claim{Key: it.Key, Owner: owner, Attempt: it.Attempt, LeaseUntil: until, Failures: it.Failures, GivenBack: it.GivenBack}
+	return Claim{Key: it.Key, Owner: owner, Attempt: it.Attempt, LeaseUntil: until, Failures: it.Failures, GivenBack: it.GivenBack,
+		SeriesStart: it.SeriesStart}
 }
 
 // ownedCondition fences a processor's write to the claim it holds.
@@ -518,7 +578,11 @@ func (s *Store) owned(ctx context.Context, op string, c Claim, update string, na
 }
 
 // finisher is the done_by value that proves which claim finished a key.
-func finisher(c Claim) string { return c.Owner + "#" + strconv.Itoa(c.Attempt) }
+func finisher(c Claim) string { return DoneBy(c.Owner, c.Attempt) }
+
+// DoneBy is the done_by value of the claim by owner at attempt that completed
+// or failed a key; a dead-lettered copy records it so that Reopen is fenced.
+func DoneBy(owner string, attempt int) string { return owner + "#" + strconv.Itoa(attempt) }
 
 // Extend renews c's lease. ErrLeaseLost when the claim is no longer c's.
 func (s *Store) Extend(ctx context.Context, c *Claim, lease time.Duration) error {
@@ -550,10 +614,12 @@ func (s *Store) Complete(ctx context.Context, c Claim) error {
 func (s *Store) Fail(ctx context.Context, c Claim, reason string) error {
 	now := s.opts.Now()
 	return s.owned(ctx, "fail", c,
-		"SET #state = :failed, #done_at = :now, #done_by = :by, #error = :reason, #expires_at = :exp REMOVE #owner, #lease_until",
-		map[string]string{"#done_at": AttrDoneAt, "#done_by": AttrDoneBy, "#error": AttrError, "#expires_at": AttrExpiresAt, "#lease_until": AttrLeaseUntil},
+		"SET #state = :failed, #done_at = :now, #done_by = :by, #error = :reason, #expires_at = :exp, "+historyAppend+" REMOVE #owner, #lease_until",
+		map[string]string{"#done_at": AttrDoneAt, "#done_by": AttrDoneBy, "#error": AttrError, "#expires_at": AttrExpiresAt, "#lease_until": AttrLeaseUntil,
+			"#history": AttrHistory},
 		map[string]types.AttributeValue{":failed": str(string(StateFailed)), ":now": num(now.UnixMilli()), ":by": str(finisher(c)),
-			":reason": str(reason), ":exp": s.expiresAt(now)},
+			":reason": str(reason), ":exp": s.expiresAt(now), ":empty": emptyList(),
+			":entry": historyValue(HistoryEntry{At: now, Event: HistoryFailed, Attempt: c.Attempt, By: c.Owner, Reason: reason})},
 		func(it Item) bool { return it.State == StateFailed && it.DoneBy == finisher(c) })
 }
 
@@ -576,9 +642,14 @@ func (s *Store) giveBack(ctx context.Context, op string, c Claim, reason string,
 	names := map[string]string{"#lease_until": AttrLeaseUntil, "#given_back": AttrGivenBack}
 	vals := map[string]types.AttributeValue{":queued": str(string(StateQueued)), ":one": num(1)}
 	if reason != "" {
-		update += ", #error = :reason"
-		names["#error"] = AttrError
-		vals[":reason"] = str(reason)
+		update += ", #error = :reason, " + historyAppend
+		names["#error"], names["#history"] = AttrError, AttrHistory
+		vals[":reason"], vals[":empty"] = str(reason), emptyList()
+		event := HistoryGivenBack
+		if failed {
+			event = HistoryRetry
+		}
+		vals[":entry"] = historyValue(HistoryEntry{At: s.opts.Now(), Event: event, Attempt: c.Attempt, By: c.Owner, Reason: reason})
 	}
 	update += " REMOVE #owner, #lease_until ADD #given_back :one"
 	if failed {
@@ -614,6 +685,10 @@ func decodeItem(av map[string]types.AttributeValue) Item {
 		ExpiresAt:    secTime(getN(av, AttrExpiresAt)),
 		Failures:     int(getN(av, AttrFailures)),
 		GivenBack:    int(getN(av, AttrGivenBack)),
+		SeriesStart:  int(getN(av, AttrSeriesStart)),
+		Reopens:      int(getN(av, AttrReopens)),
+		ReopenedFrom: getS(av, AttrReopenedFrom),
+		History:      decodeHistory(av[AttrHistory]),
 	}
 }
 

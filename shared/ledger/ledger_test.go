@@ -124,7 +124,7 @@ func TestClaimRaceHasOneWinner(t *testing.T) {
 		owners := make([]string, 50)
 		wins, errs := race(50, func(i int) error {
 			owners[i] = fmt.Sprintf("p%d", i)
-			_, err := s.Claim(ctx, key, owners[i], "", time.Minute)
+			_, err := s.Claim(ctx, key, owners[i], "", time.Minute, time.Time{})
 			return err
 		})
 		if wins != 1 {
@@ -147,13 +147,13 @@ func TestClaimLeases(t *testing.T) {
 	t.Parallel()
 	s, clk := newStore(t, ledger.Options{})
 	ctx := context.Background()
-	first, err := s.Claim(ctx, "msg#lease", "a", "", 10*time.Second)
+	first, err := s.Claim(ctx, "msg#lease", "a", "", 10*time.Second, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	// A live lease is refused with the holder and its deadline.
-	_, err = s.Claim(ctx, "msg#lease", "b", "", 10*time.Second)
+	_, err = s.Claim(ctx, "msg#lease", "b", "", 10*time.Second, time.Time{})
 	var refused *ledger.ClaimRefusedError
 	if !errors.As(err, &refused) || refused.Owner != "a" || refused.Finished() ||
 		refused.LeaseUntil.UnixMilli() != first.LeaseUntil.UnixMilli() {
@@ -162,7 +162,7 @@ func TestClaimLeases(t *testing.T) {
 
 	// Once expired, another processor takes it over with the next attempt.
 	clk.Advance(11 * time.Second)
-	second, err := s.Claim(ctx, "msg#lease", "b", "", 10*time.Second)
+	second, err := s.Claim(ctx, "msg#lease", "b", "", 10*time.Second, time.Time{})
 	if err != nil {
 		t.Fatalf("claim of expired lease: %v", err)
 	}
@@ -210,7 +210,7 @@ func TestClaimLeases(t *testing.T) {
 	}
 	// A finished key refuses claims as finished, even long after.
 	clk.Advance(time.Hour)
-	_, err = s.Claim(ctx, "msg#lease", "c", "", time.Second)
+	_, err = s.Claim(ctx, "msg#lease", "c", "", time.Second, time.Time{})
 	if !errors.As(err, &refused) || !refused.Finished() || refused.State != ledger.StateDone {
 		t.Fatalf("claim of done: %v, want finished refusal", err)
 	}
@@ -229,7 +229,7 @@ func TestClaimFromEveryStartingState(t *testing.T) {
 	ctx := context.Background()
 
 	// No item at all: a send that timed out but did enqueue, then was released.
-	if c, err := s.Claim(ctx, "msg#none", "p", "", time.Minute); err != nil || c.Attempt != 1 {
+	if c, err := s.Claim(ctx, "msg#none", "p", "", time.Minute, time.Time{}); err != nil || c.Attempt != 1 {
 		t.Fatalf("claim without item: %+v %v", c, err)
 	}
 	it := mustState(t, s, "msg#none", ledger.StateProcessing)
@@ -242,7 +242,7 @@ func TestClaimFromEveryStartingState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := s.Claim(ctx, "msg#received", "p", "", time.Minute)
+	c, err := s.Claim(ctx, "msg#received", "p", "", time.Minute, time.Time{})
 	if err != nil {
 		t.Fatalf("claim of received: %v", err)
 	}
@@ -262,7 +262,7 @@ func TestClaimFromEveryStartingState(t *testing.T) {
 	if it := mustState(t, s, "msg#received", ledger.StateQueued); it.Owner != "" || it.Error != "shutting down" {
 		t.Fatalf("given back item: %+v", it)
 	}
-	c2, err := s.Claim(ctx, "msg#received", "q", "", time.Minute)
+	c2, err := s.Claim(ctx, "msg#received", "q", "", time.Minute, time.Time{})
 	if err != nil || c2.Attempt != 2 {
 		t.Fatalf("claim after give back: %+v %v", c2, err)
 	}
@@ -273,7 +273,7 @@ func TestClaimFromEveryStartingState(t *testing.T) {
 		t.Fatalf("failed item: %+v", it)
 	}
 	var refused *ledger.ClaimRefusedError
-	if _, err := s.Claim(ctx, "msg#received", "r", "", time.Minute); !errors.As(err, &refused) || !refused.Finished() {
+	if _, err := s.Claim(ctx, "msg#received", "r", "", time.Minute, time.Time{}); !errors.As(err, &refused) || !refused.Finished() {
 		t.Fatalf("claim of failed: %v, want finished refusal", err)
 	}
 }
@@ -300,7 +300,7 @@ func TestAdmit(t *testing.T) {
 		}{
 			{ledger.StateQueued, nil},
 			{ledger.StateProcessing, func(c *ledger.Claim) error {
-				got, err := s.Claim(ctx, "msg#1", "p", "", time.Minute)
+				got, err := s.Claim(ctx, "msg#1", "p", "", time.Minute, time.Time{})
 				*c = got
 				return err
 			}},
@@ -481,7 +481,7 @@ func TestRetriedWritesThatLandedAreOurs(t *testing.T) {
 	if err != nil || a.Receipt == nil {
 		t.Fatalf("admit whose retry failed the condition: %+v %v, want our receipt", a, err)
 	}
-	c, err := s.Claim(ctx, "msg#retried", "p", "", time.Minute)
+	c, err := s.Claim(ctx, "msg#retried", "p", "", time.Minute, time.Time{})
 	if err != nil || c.Attempt != 1 {
 		t.Fatalf("claim whose retry failed the condition: %+v %v", c, err)
 	}
@@ -508,7 +508,7 @@ func TestClaimRaceBySameOwnerHasOneWinner(t *testing.T) {
 	for round := range 5 {
 		key := fmt.Sprintf("msg#same-owner-%d", round)
 		wins, _ := race(50, func(int) error {
-			_, err := s.Claim(context.Background(), key, "host-1-abc-p0", "", time.Minute)
+			_, err := s.Claim(context.Background(), key, "host-1-abc-p0", "", time.Minute, time.Time{})
 			return err
 		})
 		if wins != 1 {
@@ -524,16 +524,16 @@ func TestClaimRetriedByCallerWithSameToken(t *testing.T) {
 	t.Parallel()
 	s, _ := newStore(t, ledger.Options{})
 	ctx := context.Background()
-	first, err := s.Claim(ctx, "msg#tok", "p", "delivery-1", time.Minute)
+	first, err := s.Claim(ctx, "msg#tok", "p", "delivery-1", time.Minute, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := s.Claim(ctx, "msg#tok", "p", "delivery-1", time.Minute)
+	again, err := s.Claim(ctx, "msg#tok", "p", "delivery-1", time.Minute, time.Time{})
 	if err != nil || again.Attempt != first.Attempt {
 		t.Fatalf("retried claim: %+v %v, want attempt %d back", again, err, first.Attempt)
 	}
 	var refused *ledger.ClaimRefusedError
-	if _, err := s.Claim(ctx, "msg#tok", "p", "delivery-2", time.Minute); !errors.As(err, &refused) || refused.Owner != "p" {
+	if _, err := s.Claim(ctx, "msg#tok", "p", "delivery-2", time.Minute, time.Time{}); !errors.As(err, &refused) || refused.Owner != "p" {
 		t.Fatalf("other delivery: %v, want refusal", err)
 	}
 	if err := s.Complete(ctx, again); err != nil {

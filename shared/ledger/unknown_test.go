@@ -59,7 +59,7 @@ func TestUnknownOutcomeIsNotLeaseLost(t *testing.T) {
 	}
 	for _, w := range writes {
 		key := "msg#unknown-" + w.name
-		c, err := plain.Claim(ctx, key, "p", "", time.Minute)
+		c, err := plain.Claim(ctx, key, "p", "", time.Minute, time.Time{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -93,7 +93,7 @@ func TestGiveBackRetryThatLandedIsOurs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := plain.Claim(ctx, "msg#giveback", "p", "", time.Minute)
+	c, err := plain.Claim(ctx, "msg#giveback", "p", "", time.Minute, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestGiveBackRetryThatLandedIsOurs(t *testing.T) {
 		t.Fatalf("give back whose retry failed the condition: %v, want success", err)
 	}
 	mustState(t, plain, "msg#giveback", ledger.StateQueued)
-	c2, err := plain.Claim(ctx, "msg#giveback", "q", "", time.Minute)
+	c2, err := plain.Claim(ctx, "msg#giveback", "q", "", time.Minute, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,24 +120,24 @@ func TestClaimCountsHowClaimsEnded(t *testing.T) {
 	ctx := context.Background()
 	s, clock := newStore(t, ledger.Options{})
 	const k = "msg#counted"
-	c, err := s.Claim(ctx, k, "p", "", time.Minute)
+	c, err := s.Claim(ctx, k, "p", "", time.Minute, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Retry(ctx, c, "handler error"); err != nil {
 		t.Fatal(err)
 	}
-	if c, err = s.Claim(ctx, k, "p", "", time.Minute); err != nil {
+	if c, err = s.Claim(ctx, k, "p", "", time.Minute, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.GiveBack(ctx, c, "shutdown"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err = s.Claim(ctx, k, "p", "", time.Minute); err != nil {
+	if _, err = s.Claim(ctx, k, "p", "", time.Minute, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	clock.Advance(2 * time.Minute) // that claim's process died: its lease lapses
-	c, err = s.Claim(ctx, k, "q", "", time.Minute)
+	c, err = s.Claim(ctx, k, "q", "", time.Minute, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}

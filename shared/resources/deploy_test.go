@@ -16,6 +16,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -426,5 +427,67 @@ func TestDeployTasksUseTheStackResources(t *testing.T) {
 				t.Errorf("%s: %s = %v, want %v", id, k, env[k], v)
 			}
 		}
+	}
+}
+
+// TestDeployItemTTLOutlivesTheQueues: the TTL the tasks run with (their
+// WAHOOK_ITEM_TTL, else the configuration's default) passes the start-up rule
+// against the stack's queue and DLQ retention, and so does the code's default
+// against the queues Ensure creates: neither service would refuse to start.
+func TestDeployItemTTLOutlivesTheQueues(t *testing.T) {
+	tpl := loadTemplate(t)
+	retention := map[string]time.Duration{}
+	var mainID string
+	for _, id := range tpl.ofType("AWS::SQS::Queue") {
+		props := tpl.resolve(tpl.Resources[id].Properties).(map[string]any)
+		secs, err := strconv.Atoi(fmt.Sprint(props["MessageRetentionPeriod"]))
+		if err != nil {
+			t.Fatalf("%s: MessageRetentionPeriod %v: the stack must set it (SQS's default is 4 days)", id, props["MessageRetentionPeriod"])
+		}
+		retention[id] = time.Duration(secs) * time.Second
+		if _, ok := props["RedrivePolicy"]; ok {
+			mainID = id
+		}
+	}
+	var queue, dlq time.Duration
+	for id, r := range retention {
+		if id == mainID {
+			queue = r
+		} else {
+			dlq = r
+		}
+	}
+	defaults, err := config.LoadFrom[config.Common](map[string]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range tpl.ofType("AWS::ECS::TaskDefinition") {
+		containers, _ := tpl.resolve(tpl.Resources[id].Properties["ContainerDefinitions"]).([]any)
+		ttl := defaults.ItemTTL
+		for _, e := range containers[0].(map[string]any)["Environment"].([]any) {
+			if e := e.(map[string]any); e["Name"] == "WAHOOK_ITEM_TTL" {
+				if ttl, err = time.ParseDuration(fmt.Sprint(e["Value"])); err != nil {
+					t.Fatalf("%s: WAHOOK_ITEM_TTL %v: %v", id, e["Value"], err)
+				}
+			}
+		}
+		if err := ledger.CheckTTL(ttl, queue, dlq); err != nil {
+			t.Errorf("%s would refuse to start against the stack's queues: %v", id, err)
+		}
+	}
+	spec, f := ensured(t)
+	for _, name := range []string{spec.QueueName, spec.DLQName} {
+		attrs, _ := normalize(f.find(t, "CreateQueue", "QueueName", name)["Attributes"]).(map[string]any)
+		secs, err := strconv.Atoi(fmt.Sprint(attrs["MessageRetentionPeriod"]))
+		if err != nil {
+			t.Fatalf("Ensure creates %s without a MessageRetentionPeriod", name)
+		}
+		retention[name] = time.Duration(secs) * time.Second
+	}
+	if err := ledger.CheckTTL(defaults.ItemTTL, retention[spec.QueueName], retention[spec.DLQName]); err != nil {
+		t.Errorf("the default WAHOOK_ITEM_TTL against the queues Ensure creates: %v", err)
+	}
+	if defaults.ItemTTL != ledger.DefaultTTL {
+		t.Errorf("WAHOOK_ITEM_TTL's default %s differs from ledger.DefaultTTL %s", defaults.ItemTTL, ledger.DefaultTTL)
 	}
 }

@@ -1,6 +1,7 @@
 package processor
 
-// Dead letters: copies of failed and undecodable messages, with the reason as attributes.
+// Dead letters: copies of failed, undecodable and expired messages, with the
+// reason as attributes (the contract is shared/deadletter's).
 
 import (
 	"context"
@@ -9,13 +10,15 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"go.uber.org/zap"
+
+	"github.com/wahook/wahook/shared/deadletter"
+	"github.com/wahook/wahook/shared/envelope"
 )
 
 // poison dead-letters and deletes a message that is not an envelope: no
@@ -23,7 +26,8 @@ import (
 func (pr *processor) poison(m sqstypes.Message, cause error, log *zap.Logger) {
 	w := pr.final
 	log.Error("undecodable message; dead-lettering it", zap.Int("receive_count", receiveCount(m)), zap.Error(cause))
-	if err := pr.deadLetter(w, m, ResultPoison, truncate(cause.Error()), 0); err != nil {
+	info := deadletter.Info{Reason: deadletter.ReasonPoison, Error: truncate(cause.Error())}
+	if err := pr.deadLetter(w, m, info); err != nil {
 		pr.result(ResultBackendError)
 		log.Error("dead-letter send failed; leaving the message to reappear", zap.Error(err))
 		return
@@ -32,19 +36,29 @@ func (pr *processor) poison(m sqstypes.Message, cause error, log *zap.Logger) {
 	pr.del.add(deletion{receipt: aws.ToString(m.ReceiptHandle), log: log})
 }
 
-// deadLetter sends a copy of m to the dead-letter queue with the reason.
-func (pr *processor) deadLetter(ctx context.Context, m sqstypes.Message, kind, reason string, attempt int) error {
-	str := func(s string) sqstypes.MessageAttributeValue {
-		return sqstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(s)}
+// expired dead-letters and deletes a message whose envelope is older than the
+// ledger's item TTL and whose key has no item: the item may have expired
+// after the event was done, so running it could run it twice.
+func (pr *processor) expired(m sqstypes.Message, env envelope.Envelope, cause error, log *zap.Logger) {
+	w := pr.final
+	log.Error("no ledger item for an envelope older than the item TTL; dead-lettering it, not running it",
+		zap.Time("received_at", env.ReceivedAt), zap.Error(cause))
+	info := deadletter.Info{Reason: deadletter.ReasonExpired, Error: truncate(cause.Error()), Key: env.Key, Kind: string(env.Kind)}
+	if err := pr.deadLetter(w, m, info); err != nil {
+		pr.result(ResultBackendError)
+		log.Error("dead-letter send failed; leaving the message to reappear", zap.Error(err))
+		return
 	}
-	ours := map[string]sqstypes.MessageAttributeValue{
-		DLQAttrError:     str(reason),
-		DLQAttrReason:    str(kind),
-		DLQAttrProcessor: str(pr.id),
-		DLQAttrMessageID: str(aws.ToString(m.MessageId)),
-		DLQAttrAttempt:   {DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(attempt))},
-	}
-	attrs := deadLetterAttributes(len(aws.ToString(m.Body)), m.MessageAttributes, ours)
+	pr.result(ResultExpired)
+	pr.del.add(deletion{receipt: aws.ToString(m.ReceiptHandle), log: log})
+}
+
+// deadLetter sends a copy of m to the dead-letter queue with info as its
+// attributes (the contract in shared/deadletter).
+func (pr *processor) deadLetter(ctx context.Context, m sqstypes.Message, info deadletter.Info) error {
+	info.Processor, info.MessageID = pr.id, aws.ToString(m.MessageId)
+	ours := deadletter.Attributes(info)
+	attrs := deadLetterAttributes(pr.opts.MaxMessageBytes, len(aws.ToString(m.Body)), m.MessageAttributes, ours)
 	in := &sqs.SendMessageInput{QueueUrl: &pr.opts.DeadLetterURL, MessageBody: m.Body, MessageAttributes: attrs}
 	if strings.HasSuffix(pr.opts.DeadLetterURL, ".fifo") {
 		sum := sha256.Sum256([]byte(aws.ToString(m.MessageId)))
@@ -58,20 +72,20 @@ func (pr *processor) deadLetter(ctx context.Context, m sqstypes.Message, kind, r
 	if err != nil {
 		return fmt.Errorf("send to dead-letter queue: %w", err)
 	}
-	pr.metrics.deadLettered.WithLabelValues(kind).Inc()
+	pr.metrics.deadLettered.WithLabelValues(info.Reason).Inc()
 	return nil
 }
 
 // deadLetterAttributes returns the attributes of a dead-letter copy of a
-// bodyLen-byte body: ours plus up to five of the original ones when that fits
-// SQS's message limit; else ours alone, the error cut to fit; else, when even
-// that cannot fit beside the body, none (the body matters most).
-func deadLetterAttributes(bodyLen int, original, ours map[string]sqstypes.MessageAttributeValue) map[string]sqstypes.MessageAttributeValue {
-	room := maxMessageBytes - bodyLen
+// bodyLen-byte body: ours plus original ones up to SQS's 10 attributes when
+// that fits the DLQ's limit (body plus attributes); else ours alone, the
+// error cut to fit; else, when even that cannot fit beside the body, none
+// (the body matters most).
+func deadLetterAttributes(limit, bodyLen int, original, ours map[string]sqstypes.MessageAttributeValue) map[string]sqstypes.MessageAttributeValue {
+	room := limit - bodyLen
 	attrs := maps.Clone(ours)
-	// SQS allows 10 attributes; keep up to 5 of the original ones.
 	for _, name := range slices.Sorted(maps.Keys(original)) {
-		if len(attrs) == len(ours)+5 {
+		if len(attrs) >= maxMessageAttributes {
 			break
 		}
 		if _, ok := attrs[name]; !ok {

@@ -54,18 +54,16 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, rece
 		return
 	}
 
-	var claim ledger.Claim
 	// One token for every retry of this delivery's claim: a retry after a
 	// timeout whose write landed is then recognised as ours, not refused.
 	token := rand.Text()
-	err = pr.retry(hard, "claim", true, func(ctx context.Context) error {
-		c, err := pr.deps.Ledger.Claim(ctx, env.Key, pr.id, token, pr.opts.LeaseDuration)
-		claim = c
-		return err
-	})
+	claim, err := pr.claim(hard, m, env, token, log)
 	var refused *ledger.ClaimRefusedError
 	switch {
 	case err == nil:
+	case errors.Is(err, ledger.ErrExpired):
+		pr.expired(m, env, err, log)
+		return
 	case errors.As(err, &refused) && refused.Finished():
 		pr.metrics.duplicates.Inc()
 		pr.result(ResultDuplicate)
@@ -101,6 +99,8 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, rece
 	// The results are recorded even when the grace period is over, within
 	// final's short bound.
 	w := pr.final
+	// Both bounds count within the claim's series: an operator's reopen of
+	// a failed event starts a new one (ledger.Claim.SeriesStart).
 	if n := claim.Interrupted(); n > pr.opts.MaxInterruptions {
 		// Claimed more often than allowed without any recorded result:
 		// earlier runs crashed their processes or lost their leases. Do not

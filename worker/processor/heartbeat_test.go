@@ -16,13 +16,13 @@ type slowClaims struct {
 	delay time.Duration
 }
 
-func (l slowClaims) Claim(ctx context.Context, key, owner, token string, lease time.Duration) (ledger.Claim, error) {
+func (l slowClaims) Claim(ctx context.Context, key, owner, token string, lease time.Duration, born time.Time) (ledger.Claim, error) {
 	select {
 	case <-time.After(l.delay):
 	case <-ctx.Done():
 		return ledger.Claim{}, ctx.Err()
 	}
-	return l.Ledger.Claim(ctx, key, owner, token, lease)
+	return l.Ledger.Claim(ctx, key, owner, token, lease, born)
 }
 
 // Heartbeats count from the receive, not from the handler's start: a claim

@@ -229,7 +229,9 @@ func envelopeBodyOfSize(t *testing.T, wamid string, size int) []byte {
 			Timestamp: "1700000000", PhoneNumberID: "PNID",
 			Raw: []byte(`{"id":"` + wamid + `","from":"15550001111","timestamp":"1700000000","text":{"body":"` + strings.Repeat("a", pad) + `"}}`),
 		}
-		b, err := envelope.FromEvent(ev, time.Unix(1700000000, 0)).Encode() // fixed: its length must not vary
+		// Whole seconds in UTC: its length must not vary; recent: an envelope
+		// older than the ledger's TTL would be dead-lettered unrun.
+		b, err := envelope.FromEvent(ev, time.Now().UTC().Truncate(time.Second)).Encode()
 		if err != nil {
 			t.Fatal(err)
 		}

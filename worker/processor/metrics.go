@@ -18,6 +18,9 @@ const (
 	ResultFailed = "failed"
 	// ResultPoison: the message body was not an envelope; in the dead-letter queue.
 	ResultPoison = "poison"
+	// ResultExpired: no ledger item for an envelope older than the item TTL;
+	// not run, in the dead-letter queue (reason ledger-expired).
+	ResultExpired = "ledger_expired"
 	// ResultDuplicate: the event was already done or failed; message deleted.
 	ResultDuplicate = "duplicate"
 	// ResultConflict: another processor holds a live lease; message left.
@@ -46,6 +49,7 @@ type Metrics struct {
 	received        prometheus.Counter
 	receiveErrors   prometheus.Counter
 	deadLettered    *prometheus.CounterVec
+	reopened        prometheus.Counter
 	deletes         *prometheus.CounterVec
 	backendErrors   *prometheus.CounterVec
 	resent          prometheus.Counter
@@ -84,14 +88,16 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		resent: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "resent_total",
 			Help: "Messages sent again as fresh copies at their last receive after backend trouble (kept out of the dead-letter queue)."}),
 		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "dead_lettered_total",
-			Help: "Messages sent to the dead-letter queue, by reason (poison, failed)."}, []string{"reason"}),
+			Help: "Messages sent to the dead-letter queue, by reason (failed, poison, ledger-expired)."}, []string{"reason"}),
+		reopened: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "reopened_total",
+			Help: "Failed events reopened because their dead letter was moved back to the queue."}),
 		deletes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "deletes_total",
 			Help: "Message deletes, by result (ok, error)."}, []string{"result"}),
 		backendErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "backend_errors_total",
 			Help: "Failed ledger and queue calls, by operation."}, []string{"op"}),
 	}
 	for _, c := range []prometheus.Collector{m.events, m.duplicates, m.claimConflicts, m.leasesLost, m.heartbeats,
-		m.handlerDuration, m.inFlight, m.breakerOpen, m.received, m.receiveErrors, m.deadLettered, m.deletes, m.backendErrors, m.resent, m.abandoned} {
+		m.handlerDuration, m.inFlight, m.breakerOpen, m.received, m.receiveErrors, m.deadLettered, m.reopened, m.deletes, m.backendErrors, m.resent, m.abandoned} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register worker metrics: %w", err)
 		}

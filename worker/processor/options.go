@@ -14,7 +14,8 @@ import (
 
 // Ledger is the part of *ledger.Store the processors use.
 type Ledger interface {
-	Claim(ctx context.Context, key, owner, token string, lease time.Duration) (ledger.Claim, error)
+	Claim(ctx context.Context, key, owner, token string, lease time.Duration, born time.Time) (ledger.Claim, error)
+	Reopen(ctx context.Context, key, owner, token string, lease time.Duration, fence string) (ledger.Claim, error)
 	Extend(ctx context.Context, c *ledger.Claim, lease time.Duration) error
 	Complete(ctx context.Context, c ledger.Claim) error
 	Fail(ctx context.Context, c ledger.Claim, reason string) error
@@ -116,6 +117,11 @@ type Options struct {
 	BreakerProbeMin  time.Duration
 	BreakerProbeMax  time.Duration
 
+	// MaxMessageBytes is the dead-letter queue's MaximumMessageSize: a
+	// dead-letter copy's body and attributes stay within it (default
+	// DefaultMaxMessageBytes; the worker reads the queue's own at start).
+	MaxMessageBytes int
+
 	// DeleteFlushInterval is how long a completed message's delete may wait to
 	// share a DeleteMessageBatch call (default 50ms).
 	DeleteFlushInterval time.Duration
@@ -156,6 +162,7 @@ func (o *Options) setDefaults() error {
 	def(&o.BreakerProbeMin, 250*time.Millisecond)
 	def(&o.BreakerProbeMax, 5*time.Second)
 	def(&o.DeleteFlushInterval, 50*time.Millisecond)
+	defInt(&o.MaxMessageBytes, DefaultMaxMessageBytes)
 	switch {
 	case o.VisibilityTimeout < time.Second:
 		return fmt.Errorf("processor: visibility timeout %s is under SQS's 1s", o.VisibilityTimeout)

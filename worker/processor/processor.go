@@ -10,6 +10,8 @@ import (
 
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"go.uber.org/zap"
+
+	"github.com/wahook/wahook/shared/deadletter"
 )
 
 // Processor states reported by Status.
@@ -22,20 +24,26 @@ const (
 	StateStopped    = "stopped"
 )
 
-// Message attributes set on a dead-lettered message, besides the original ones.
+// Message attributes set on a dead-lettered message, besides the original
+// ones: the contract of shared/deadletter (with key and kind).
 const (
-	DLQAttrError     = "wahook_error"
-	DLQAttrReason    = "wahook_reason" // poison or failed
-	DLQAttrProcessor = "wahook_processor_id"
-	DLQAttrMessageID = "wahook_sqs_message_id"
-	DLQAttrAttempt   = "wahook_attempt"
+	DLQAttrError     = deadletter.AttrError
+	DLQAttrReason    = deadletter.AttrReason // failed, poison or ledger-expired
+	DLQAttrProcessor = deadletter.AttrProcessor
+	DLQAttrMessageID = deadletter.AttrMessageID
+	DLQAttrAttempt   = deadletter.AttrAttempt
 )
 
 // maxReasonLen bounds an error kept in the ledger or a message attribute.
 const maxReasonLen = 1024
 
-// maxMessageBytes is SQS's limit on one message: body plus attributes.
-const maxMessageBytes = 256 * 1024
+// DefaultMaxMessageBytes is Options.MaxMessageBytes's default: SQS's former
+// limit on one message, which every queue accepts. The worker reads the DLQ's
+// own MaximumMessageSize at start.
+const DefaultMaxMessageBytes = 256 * 1024
+
+// maxMessageAttributes is SQS's limit on a message's attributes.
+const maxMessageAttributes = 10
 
 // receiveGrace is how long a receive may run past its long-poll wait before it
 // is abandoned: a connection dropped without a reset would stall it for
@@ -96,7 +104,7 @@ func (pr *processor) result(r string) {
 	switch r {
 	case ResultDone, ResultDuplicate:
 		pr.processed.Add(1)
-	case ResultFailed, ResultPoison:
+	case ResultFailed, ResultPoison, ResultExpired:
 		pr.processed.Add(1)
 		pr.errs.Add(1)
 	case ResultRetry, ResultLeaseLost, ResultBackendError:

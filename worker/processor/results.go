@@ -10,6 +10,8 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"go.uber.org/zap"
 
+	"github.com/wahook/wahook/shared/deadletter"
+	"github.com/wahook/wahook/shared/envelope"
 	"github.com/wahook/wahook/shared/ledger"
 )
 
@@ -41,7 +43,11 @@ func (pr *processor) giveBack(ctx context.Context, claim ledger.Claim, receipt s
 // copy too many in the dead-letter queue beats none.
 func (pr *processor) fail(ctx context.Context, m sqstypes.Message, claim ledger.Claim, receivedAt time.Time, cause error, log *zap.Logger) {
 	reason := truncate(cause.Error())
-	if err := pr.deadLetter(ctx, m, ResultFailed, reason, claim.Attempt); err != nil {
+	info := deadletter.Info{Reason: deadletter.ReasonFailed, Error: reason, Attempt: claim.Attempt}
+	if env, err := envelope.Decode([]byte(aws.ToString(m.Body))); err == nil {
+		info.Key, info.Kind = env.Key, string(env.Kind)
+	}
+	if err := pr.deadLetter(ctx, m, info); err != nil {
 		log.Error("dead-letter send failed; giving the event back to try again", zap.NamedError("cause", cause), zap.Error(err))
 		pr.giveBack(ctx, claim, aws.ToString(m.ReceiptHandle), backoff(claim.Attempt, pr.opts.RetryBase, pr.opts.RetryMax),
 			receivedAt, "dead-letter send failed: "+err.Error(), ResultBackendError, log)

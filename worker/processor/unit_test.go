@@ -234,22 +234,22 @@ func TestDeadLetterAttributes(t *testing.T) {
 		wantErrLen int  // bytes of the error kept (-1: no error attribute)
 	}{
 		{"small body keeps everything", 1000, 7, true, len(reason)},
-		{"ingest-sized body drops the originals", maxMessageBytes - attributesSize(ours) - 10, 5, false, len(reason)},
-		{"error cut to fit", maxMessageBytes - bare - 101, 5, false, 100},
-		{"error cut on a rune boundary", maxMessageBytes - bare - 99, 5, false, 98},
-		{"no room for the error", maxMessageBytes - noError, 4, false, -1},
-		{"no room at all", maxMessageBytes - 10, 0, false, -1},
+		{"ingest-sized body drops the originals", DefaultMaxMessageBytes - attributesSize(ours) - 10, 5, false, len(reason)},
+		{"error cut to fit", DefaultMaxMessageBytes - bare - 101, 5, false, 100},
+		{"error cut on a rune boundary", DefaultMaxMessageBytes - bare - 99, 5, false, 98},
+		{"no room for the error", DefaultMaxMessageBytes - noError, 4, false, -1},
+		{"no room at all", DefaultMaxMessageBytes - 10, 0, false, -1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := deadLetterAttributes(tc.body, original, ours)
+			got := deadLetterAttributes(DefaultMaxMessageBytes, tc.body, original, ours)
 			if len(got) != tc.wantNames {
 				t.Errorf("%d attributes, want %d", len(got), tc.wantNames)
 			}
 			if _, ok := got["key"]; ok != tc.wantOrig {
 				t.Errorf("original attributes kept: %v, want %v", ok, tc.wantOrig)
 			}
-			if tc.body+attributesSize(got) > maxMessageBytes {
-				t.Errorf("body %d + attributes %d over SQS's %d", tc.body, attributesSize(got), maxMessageBytes)
+			if tc.body+attributesSize(got) > DefaultMaxMessageBytes {
+				t.Errorf("body %d + attributes %d over SQS's %d", tc.body, attributesSize(got), DefaultMaxMessageBytes)
 			}
 			e, ok := got[DLQAttrError]
 			switch {

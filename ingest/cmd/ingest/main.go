@@ -94,6 +94,10 @@ func serve(ctx context.Context, log *zap.Logger, cfg Config, awsOpts awsclient.O
 	if err != nil {
 		return err
 	}
+	dlqURL, limits, err := lifetime(ctx, log, cfg, clients, queueURL)
+	if err != nil {
+		return err
+	}
 	store, err := ledger.New(deadline.DynamoDB(clients.DynamoDB, cfg.BackendTimeout), cfg.LedgerTable, ledger.Options{
 		TTL: cfg.ItemTTL, ResendWindow: cfg.ResendWindow, InFlightWait: cfg.InFlightWait,
 	})
@@ -108,6 +112,8 @@ func serve(ctx context.Context, log *zap.Logger, cfg Config, awsOpts awsclient.O
 	pipe, err := pipeline.New(store, clients.SQS, m, pipeline.Options{
 		QueueURL: queueURL, SendTimeout: cfg.SendTimeout, BackendTimeout: cfg.BackendTimeout,
 		Concurrency: cfg.AdmitConcurrency, SendConcurrency: cfg.SendConcurrency, RenewEvery: cfg.ResendWindow / 3,
+		MaxMessageBytes: limits.QueueMaxMessageBytes,
+		DeadLetterURL:   dlqURL, DeadLetters: clients.SQS, DeadLetterMaxBytes: limits.DLQMaxMessageBytes,
 	})
 	if err != nil {
 		return err
@@ -184,4 +190,30 @@ func queue(ctx context.Context, log *zap.Logger, cfg Config, clients *awsclient.
 	rctx, cancel := context.WithTimeout(ctx, cfg.BackendTimeout)
 	defer cancel()
 	return resources.QueueURL(rctx, clients.SQS, cfg.Common)
+}
+
+// lifetime finds the DLQ and reads both queues' retention and message size:
+// WAHOOK_ITEM_TTL must outlive every message that can name a key, and events
+// larger than the queue's MaximumMessageSize are rejected (with their raw copy
+// in the DLQ).
+func lifetime(ctx context.Context, log *zap.Logger, cfg Config, clients *awsclient.Clients, queueURL string) (string, resources.QueueLimits, error) {
+	rctx, cancel := context.WithTimeout(ctx, 3*cfg.BackendTimeout)
+	defer cancel()
+	dlqURL, err := resources.DeadLetterURL(rctx, clients.SQS, queueURL)
+	if err != nil {
+		return "", resources.QueueLimits{}, fmt.Errorf("dead-letter queue: %w", err)
+	}
+	limits, err := resources.ReadQueueLimits(rctx, clients.SQS, queueURL, dlqURL)
+	if err != nil {
+		return "", resources.QueueLimits{}, err
+	}
+	if len(limits.Assumed) > 0 {
+		log.Warn("the SQS endpoint does not report some queue attributes; assuming SQS's most cautious values",
+			zap.Strings("assumed", limits.Assumed), zap.Duration("retention", resources.AssumedRetention),
+			zap.Int("max_message_bytes", resources.AssumedMaxMessageBytes))
+	}
+	if err := limits.CheckTTL(cfg.ItemTTL); err != nil {
+		return "", resources.QueueLimits{}, err
+	}
+	return dlqURL, limits, nil
 }

@@ -21,6 +21,14 @@ const (
 	ResultFailed   = "failed"
 )
 
+// Rejection reasons, the `reason` label of rejected_total.
+const (
+	// RejectNoID: an object with no id (or no status), so no event key.
+	RejectNoID = "no_id"
+	// RejectTooLarge: larger than the queue's MaximumMessageSize.
+	RejectTooLarge = "too_large"
+)
+
 // Backends, the `backend` label of backend_errors_total.
 const (
 	BackendDynamoDB = "dynamodb"
@@ -38,6 +46,7 @@ type Metrics struct {
 	backendErrors *prometheus.CounterVec
 	secretMatches *prometheus.CounterVec
 	tokenMatches  *prometheus.CounterVec
+	rejected      *prometheus.CounterVec
 }
 
 // New creates the collectors and registers them, with the Go runtime and process
@@ -82,10 +91,14 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: ns, Subsystem: sub, Name: "verify_token_matches_total",
 			Help: "Subscription handshakes accepted, by the index of the verify token that matched (0 = first configured).",
 		}, []string{"index"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "rejected_total",
+			Help: "Events accepted but not enqueued, by reason (no_id, too_large): recorded as rejected in the ledger, the raw event in the DLQ.",
+		}, []string{"reason"}),
 	}
 	for _, c := range []prometheus.Collector{
 		m.events, m.duplicates, m.metaErrors, m.requests, m.inFlight, m.latency, m.backendErrors,
-		m.secretMatches, m.tokenMatches,
+		m.secretMatches, m.tokenMatches, m.rejected,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
@@ -103,6 +116,9 @@ func (m *Metrics) Event(kind, result string) {
 		m.duplicates.Inc()
 	}
 }
+
+// Rejected counts one event recorded as rejected.
+func (m *Metrics) Rejected(reason string) { m.rejected.WithLabelValues(reason).Inc() }
 
 // MetaError counts one error object Meta reported in a webhook.
 func (m *Metrics) MetaError() { m.metaErrors.Inc() }

@@ -61,6 +61,7 @@ type stack struct {
 	store    *ledger.Store
 	queue    *recordingQueue
 	queueURL string
+	dlqURL   string
 	reg      *prometheus.Registry
 	pipe     *pipeline.Pipeline
 	url      string
@@ -111,7 +112,8 @@ func newStack(t *testing.T, o options) *stack {
 	}
 	q := &recordingQueue{next: clients.SQS}
 	pipe, err := pipeline.New(store, q, m, pipeline.Options{QueueURL: prov.QueueURL, Concurrency: o.concurrency,
-		RenewEvery: o.resendWindow / 3, SendTimeout: o.sendTimeout})
+		RenewEvery: o.resendWindow / 3, SendTimeout: o.sendTimeout,
+		DeadLetterURL: prov.DLQURL, DeadLetters: clients.SQS})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +129,7 @@ func newStack(t *testing.T, o options) *stack {
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &stack{t: t, clients: clients, store: store, queue: q, queueURL: prov.QueueURL, reg: reg, pipe: pipe, url: srv.URL, log: log}
+	return &stack{t: t, clients: clients, store: store, queue: q, queueURL: prov.QueueURL, dlqURL: prov.DLQURL, reg: reg, pipe: pipe, url: srv.URL, log: log}
 }
 
 // recordingQueue wraps the real SQS client: it records every SendMessageBatch

@@ -40,6 +40,10 @@ type Ledger interface {
 	Renew(ctx context.Context, r ledger.Receipt) (bool, error)
 	MarkQueued(ctx context.Context, r ledger.Receipt) (bool, error)
 	Release(ctx context.Context, r ledger.Receipt) (bool, error)
+	// For rejected events (reject.go).
+	MarkRejected(ctx context.Context, r ledger.Receipt, reason string) (bool, error)
+	Reject(ctx context.Context, key, reason string) (bool, error)
+	Get(ctx context.Context, key string) (ledger.Item, error)
 }
 
 // Queue is the part of *sqs.Client the pipeline uses.
@@ -47,7 +51,9 @@ type Queue interface {
 	SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error)
 }
 
-// SQS limits of one SendMessageBatch call.
+// SQS limits of one SendMessageBatch call. MaxBatchBytes is the default of
+// Options.MaxMessageBytes (SQS's former limit, which every queue accepts);
+// ingest reads the queue's own MaximumMessageSize at start.
 const (
 	MaxBatchEntries = 10
 	MaxBatchBytes   = 256 * 1024
@@ -87,6 +93,17 @@ type Options struct {
 	RenewEvery time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+
+	// MaxMessageBytes is the queue's MaximumMessageSize: a larger event is
+	// rejected; SQS also bounds a batch's total by it (default MaxBatchBytes).
+	MaxMessageBytes int
+	// DeadLetterURL and DeadLetters take the raw copies of rejected events
+	// (reject.go). Without them a rejected event is only counted and logged.
+	DeadLetterURL string
+	DeadLetters   DeadLetterQueue
+	// DeadLetterMaxBytes is the DLQ's MaximumMessageSize (default
+	// MaxMessageBytes): a larger raw event is cut to fit.
+	DeadLetterMaxBytes int
 }
 
 // Result counts what became of a webhook's events. Received = Queued +
@@ -142,6 +159,12 @@ func New(l Ledger, q Queue, m *metrics.Metrics, opts Options) (*Pipeline, error)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.MaxMessageBytes <= 0 {
+		opts.MaxMessageBytes = MaxBatchBytes
+	}
+	if opts.DeadLetterMaxBytes <= 0 {
+		opts.DeadLetterMaxBytes = opts.MaxMessageBytes
+	}
 	return &Pipeline{ledger: l, queue: q, metrics: m, opts: opts, fifo: strings.HasSuffix(opts.QueueURL, ".fifo")}, nil
 }
 
@@ -172,13 +195,8 @@ type item struct {
 // own timeout, so that no item is left `received` for nothing.
 func (p *Pipeline) Process(ctx context.Context, b *webhook.Batch, log *zap.Logger) Result {
 	arrived := p.opts.Now()
-	res := Result{Received: len(b.Events) + len(b.Rejected), Rejected: len(b.Rejected)}
-	for _, r := range b.Rejected {
-		p.metrics.Event(string(r.Kind), metrics.ResultRejected)
-		// Not the raw object: it may carry a customer's message.
-		log.Warn("event rejected: it cannot be deduplicated", zap.String("kind", string(r.Kind)),
-			zap.String("reason", r.Reason), zap.Int("raw_bytes", len(r.Raw)))
-	}
+	res := Result{Received: len(b.Events) + len(b.Rejected)}
+	p.rejectUnkeyed(ctx, b.Rejected, &res, log)
 	for _, e := range b.Errors {
 		p.metrics.MetaError()
 		log.Warn("webhook reports an error", zap.ByteString("error", clip(e)))
@@ -372,17 +390,18 @@ func (o *outbox) add(it *item) {
 	}
 	it.body = body
 	n := entrySize(it)
-	if n > MaxBatchBytes {
+	if limit := o.p.opts.MaxMessageBytes; n > limit {
 		// No retry makes it smaller: answering 503 for it would have Meta
 		// retry the whole webhook for days.
 		it.outcome = tooLarge
 		o.log.Error("event rejected for good: too large for one SQS message", logging.Key(it.event.Key),
-			zap.Int("bytes", n), zap.Int("limit", MaxBatchBytes))
+			zap.Int("bytes", n), zap.Int("limit", limit))
 		o.dispatch([]*item{it}, false)
 		return
 	}
 	o.unsent[it] = time.UnixMilli(it.receipt.ReceivedAt)
-	if o.size+n > MaxBatchBytes {
+	// SQS bounds a batch's total by the queue's MaximumMessageSize too.
+	if o.size+n > o.p.opts.MaxMessageBytes {
 		o.dispatch(o.cur, true)
 		o.cur, o.size = nil, 0
 	}
@@ -576,6 +595,12 @@ func (p *Pipeline) settle(ctx context.Context, it *item, log *zap.Logger) {
 		return
 	}
 	rejected := it.outcome == tooLarge
+	if rejected && p.rejecting() {
+		if p.rejectTooLarge(ctx, it, log) {
+			return // recorded: rejected in the ledger, the raw event in the DLQ
+		}
+		rejected = false // not recorded: release it and fail, so that Meta's retry records it
+	}
 	it.outcome = failed
 	released, err := p.ledger.Release(ctx, *it.receipt)
 	switch {

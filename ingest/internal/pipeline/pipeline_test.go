@@ -482,8 +482,8 @@ func TestLargeEventsSplitBySize(t *testing.T) {
 
 // An event that can never fit in one SQS message is rejected for good: the
 // rest of the webhook is queued and answered 200 (no 503 that Meta would
-// retry for days), the big one is counted as too_large and its ledger item
-// released, so nothing is left received.
+// retry for days), the big one is counted as too_large and recorded as
+// rejected (reject_test.go checks its dead-letter copy).
 func TestTooLargeEventRejectedOthersQueued(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, options{})
@@ -500,8 +500,8 @@ func TestTooLargeEventRejectedOthersQueued(t *testing.T) {
 	if st := s.state("msg#wamid-small"); st != ledger.StateQueued {
 		t.Errorf("small event %q in the ledger, want queued", st)
 	}
-	if st := s.state("msg#wamid-huge"); st != "" {
-		t.Errorf("big event %q in the ledger, want no item", st)
+	if st := s.state("msg#wamid-huge"); st != ledger.StateRejected {
+		t.Errorf("big event %q in the ledger, want rejected", st)
 	}
 	if got := s.metric("wahook_ingest_events_total", map[string]string{"result": metrics.ResultTooLarge}); got != 1 {
 		t.Errorf("too_large events %v, want 1", got)

@@ -93,6 +93,18 @@ func run(ctx context.Context, log *zap.Logger) error {
 	if err != nil {
 		return fmt.Errorf("dead-letter queue: %w", err)
 	}
+	limits, err := resources.ReadQueueLimits(startCtx, clients.SQS, queueURL, dlqURL)
+	if err != nil {
+		return err
+	}
+	if len(limits.Assumed) > 0 {
+		log.Warn("the SQS endpoint does not report some queue attributes; assuming SQS's most cautious values",
+			zap.Strings("assumed", limits.Assumed), zap.Duration("retention", resources.AssumedRetention),
+			zap.Int("max_message_bytes", resources.AssumedMaxMessageBytes))
+	}
+	if err := limits.CheckTTL(cfg.ItemTTL); err != nil {
+		return err
+	}
 	visibility, lease, maxReceive := cfg.VisibilityTimeout, cfg.LeaseDuration, cfg.MaxReceiveCount
 	if v, n, err := queueAttributes(startCtx, clients.SQS, queueURL); err != nil {
 		log.Warn("reading the queue's attributes failed; using WAHOOK_VISIBILITY_TIMEOUT and WAHOOK_MAX_RECEIVE_COUNT",
@@ -153,6 +165,7 @@ func run(ctx context.Context, log *zap.Logger) error {
 		RetryMax:          cfg.RetryMax,
 		BackendTimeout:    cfg.BackendTimeout,
 		BreakerThreshold:  cfg.BreakerThreshold,
+		MaxMessageBytes:   limits.DLQMaxMessageBytes,
 	}, processor.Deps{Ledger: ledgerStore, Queue: clients.SQS, Handler: handler, Metrics: metrics, Log: log})
 	if err != nil {
 		return err
