@@ -80,7 +80,10 @@ type Options struct {
 	// BackendTimeout bounds one MarkQueued or Release (default 5s).
 	BackendTimeout time.Duration
 	// Concurrency is how many Acquire calls one webhook runs at once (default
-	// 16, measured: see README's benchmark; more only queues in the backend).
+	// 16). README's benchmark measures it: against the emulators on two cores
+	// the floor peaks at a few calls in flight and falls past that, so a bound
+	// per process (not per webhook) is the next step; real DynamoDB, with its
+	// network latency, wants more in flight.
 	Concurrency int
 	// SendConcurrency is how many SendMessageBatch calls one webhook has in
 	// flight (default 4). Each sent batch's events are then marked queued
