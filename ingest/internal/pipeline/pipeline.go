@@ -193,7 +193,11 @@ func (p *Pipeline) Process(ctx context.Context, b *webhook.Batch, log *zap.Logge
 			owned = append(owned, &items[i])
 		}
 	}
-	p.send(finish, owned, arrived, log)
+	var gate *groupGate
+	if p.fifo {
+		gate = newGroupGate(items) // FIFO order requirement: fifo.go
+	}
+	p.send(finish, owned, gate, arrived, log)
 	p.each(len(owned), func(i int) { p.settle(finish, owned[i], log) })
 
 	for i := range items {
@@ -246,7 +250,8 @@ func (p *Pipeline) admit(ctx context.Context, it *item, log *zap.Logger) {
 }
 
 // send sends the owned items in batches; it sets item.sent for those the queue took.
-func (p *Pipeline) send(ctx context.Context, owned []*item, arrived time.Time, log *zap.Logger) {
+// On a FIFO queue (gate set) the batches go one after another: fifo.go.
+func (p *Pipeline) send(ctx context.Context, owned []*item, gate *groupGate, arrived time.Time, log *zap.Logger) {
 	ready := make([]*item, 0, len(owned))
 	for _, it := range owned {
 		it.env = envelope.FromEvent(it.event, arrived)
@@ -261,6 +266,10 @@ func (p *Pipeline) send(ctx context.Context, owned []*item, arrived time.Time, l
 		ready = append(ready, it)
 	}
 	batches := p.batches(ready, log)
+	if gate != nil {
+		p.sendInOrder(ctx, batches, gate, log)
+		return
+	}
 	p.each(len(batches), func(i int) { p.sendBatch(ctx, batches[i], log) })
 }
 
