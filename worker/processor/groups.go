@@ -67,7 +67,14 @@ func (pr *processor) release(msgs []sqstypes.Message, why string) {
 	for _, m := range msgs {
 		log := pr.log.With(logging.MessageID(aws.ToString(m.MessageId)), zap.String("group", messageGroup(m)))
 		pr.result(ResultHeldBack)
-		log.Info("FIFO: message released unhandled, to come back in its group's order", zap.String("reason", why))
+		if n := receiveCount(m); pr.opts.MaxReceiveCount > 0 && n >= pr.opts.MaxReceiveCount {
+			// Each hold-back spends a receive: this one was the last before
+			// SQS redrives the message, unhandled, with its ledger item queued.
+			log.Error("FIFO: message held back at its last receive; SQS will move it to the dead-letter queue unhandled",
+				zap.Int("receive_count", n), zap.Int("max_receive_count", pr.opts.MaxReceiveCount), zap.String("reason", why))
+		} else {
+			log.Info("FIFO: message released unhandled, to come back in its group's order", zap.String("reason", why))
+		}
 		pr.setVisibility(pr.final, aws.ToString(m.ReceiptHandle), 0, log)
 	}
 }
