@@ -42,8 +42,8 @@ func TestStandardQueueConversationOrder(t *testing.T) {
 }
 
 type orderReport struct {
-	conversations, events, outOfOrder, reruns, heldBack int
-	example                                             string
+	conversations, events, outOfOrder, overtook, reruns int
+	example                                            string
 }
 
 func runConversations(t *testing.T, fifo bool) orderReport {
@@ -130,6 +130,7 @@ func runConversations(t *testing.T, fifo bool) orderReport {
 		}
 		if !slices.Equal(got, want) {
 			r.outOfOrder++
+			r.overtook += overtaking(got, want)
 			if r.example == "" {
 				i := 0
 				for i < len(got) && got[i] == want[i] {
@@ -153,14 +154,33 @@ func runConversations(t *testing.T, fifo bool) orderReport {
 		queue = "FIFO"
 	}
 	t.Logf("%s queue: %d conversations × %d events (%d events, %d handler runs, max attempt %d) in %v with 3 kill -9: "+
-		"%d conversations completed out of send order; %d handler runs re-ran after finishing (claim lost to a kill); "+
-		"%d messages held back by the surviving workers",
+		"%d conversations completed out of send order (%d events completed before an event sent earlier in their conversation); "+
+		"%d handler runs re-ran after finishing (claim lost to a kill); %d messages held back by the surviving workers",
 		queue, r.conversations, nEvents, r.events, tally.Invocations, tally.MaxAttempt, elapsed.Round(100*time.Millisecond),
-		r.outOfOrder, r.reruns, int(held))
+		r.outOfOrder, r.overtook, r.reruns, int(held))
 	if r.example != "" {
 		t.Logf("first out-of-order conversation: %s", r.example)
 	}
 	return r
+}
+
+// overtaking counts the events of got that completed before an event sent
+// earlier (in want).
+func overtaking(got, want []string) int {
+	pos := make(map[string]int, len(got))
+	for i, k := range got {
+		pos[k] = i
+	}
+	n := 0
+	for j := range want {
+		for i := range j {
+			if pos[want[i]] > pos[want[j]] {
+				n++
+				break
+			}
+		}
+	}
+	return n
 }
 
 // doneCount counts the ledger's done items.

@@ -44,6 +44,9 @@ type config struct {
 	handlers   string
 	timeout    time.Duration
 	seed       uint64
+	// fifo and conversations: fifo.go.
+	fifo          bool
+	conversations int
 }
 
 func main() {
@@ -57,6 +60,8 @@ func main() {
 	flag.StringVar(&c.handlers, "handlers", "store", "WAHOOK_HANDLERS of the workers (store, store,audit)")
 	flag.DurationVar(&c.timeout, "timeout", 10*time.Minute, "bound on the whole run")
 	flag.Uint64Var(&c.seed, "seed", uint64(time.Now().UnixNano()), "payload generator seed")
+	flag.BoolVar(&c.fifo, "fifo", false, "compare a FIFO queue with a standard one on a conversation workload (fifo.go)")
+	flag.IntVar(&c.conversations, "conversations", 100, "with -fifo: conversations the events are spread over")
 	flag.Parse()
 	log.SetFlags(log.Ltime | log.Lmicroseconds)
 	log.SetPrefix("bench: ")
@@ -66,6 +71,10 @@ func main() {
 
 	r := newRunner(c.timeout)
 	defer r.finish()
+	if c.fifo {
+		runFIFO(r, c)
+		return
+	}
 	run(r, c)
 }
 
