@@ -45,11 +45,12 @@ func (pr *processor) handleBatch(stop, hard context.Context, msgs []sqstypes.Mes
 func (pr *processor) handleGroup(stop, hard context.Context, group []sqstypes.Message, receivedAt time.Time) {
 	for i, m := range group {
 		if i > 0 && time.Since(receivedAt) > pr.opts.VisibilityTimeout/2 {
-			// A waiting message's visibility runs from the receive and no
-			// heartbeat covers it: past half of it, a message started now
-			// could turn visible before its first heartbeat (a third of the
-			// visibility later), be received elsewhere and let the group's
-			// next message overtake it. SQS redelivers the rest in order.
+			// A waiting message's visibility runs from the receive, and
+			// nothing extends it before its handler's first heartbeat, which
+			// comes after its claim: past half of it, the claim could outlast
+			// the visibility, the message be received elsewhere, and the
+			// group's next message overtake it. SQS redelivers the rest in
+			// order.
 			pr.release(group[i:], "receive's visibility half spent")
 			return
 		}
