@@ -43,7 +43,7 @@ func TestStandardQueueConversationOrder(t *testing.T) {
 
 type orderReport struct {
 	conversations, events, outOfOrder, overtook, reruns int
-	example                                            string
+	example                                             string
 }
 
 func runConversations(t *testing.T, fifo bool) orderReport {
