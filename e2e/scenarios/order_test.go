@@ -48,7 +48,7 @@ type orderReport struct {
 
 func runConversations(t *testing.T, fifo bool) orderReport {
 	const visibility = 6 * time.Second
-	nConv, nEvents := form(20, 50), form(20, 40)
+	nConv, nEvents := form(16, 50), form(16, 40)
 	s := harness.NewStack(t, harness.StackOptions{FIFO: fifo, Sequence: true, Visibility: visibility})
 	s.StartIngest(nil)
 	s.StartIngest(nil)
