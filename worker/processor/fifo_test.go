@@ -160,3 +160,4 @@ func TestFIFOConversationOrder(t *testing.T) {
 		t.Errorf("queue holds %d messages", d)
 	}
 }
+

@@ -31,8 +31,11 @@ func (pr *processor) handleBatch(stop, hard context.Context, msgs []sqstypes.Mes
 		batch.Wait()
 		return
 	}
+	// The messages' visibility runs from when SQS handed them out: at the
+	// end of a long poll that waited, not at receivedAt, its start.
+	returned := time.Now()
 	for _, group := range messageGroups(msgs) {
-		batch.Go(func() { pr.handleGroup(stop, hard, group, receivedAt) })
+		batch.Go(func() { pr.handleGroup(stop, hard, group, receivedAt, returned) })
 	}
 	batch.Wait()
 }
@@ -42,9 +45,9 @@ func (pr *processor) handleBatch(stop, hard context.Context, msgs []sqstypes.Mes
 // shutdown), the later ones are released unhandled: SQS delivers no message of
 // a group while one of its messages is invisible, so the unfinished one comes
 // back before them and the group's order holds end to end.
-func (pr *processor) handleGroup(stop, hard context.Context, group []sqstypes.Message, receivedAt time.Time) {
+func (pr *processor) handleGroup(stop, hard context.Context, group []sqstypes.Message, receivedAt, returned time.Time) {
 	for i, m := range group {
-		if i > 0 && time.Since(receivedAt) > pr.opts.VisibilityTimeout/2 {
+		if i > 0 && time.Since(returned) > pr.opts.VisibilityTimeout/2 {
 			// A waiting message's visibility runs from the receive, and
 			// nothing extends it before its handler's first heartbeat, which
 			// comes after its claim: past half of it, the claim could outlast
