@@ -160,4 +160,3 @@ func TestFIFOConversationOrder(t *testing.T) {
 		t.Errorf("queue holds %d messages", d)
 	}
 }
-
