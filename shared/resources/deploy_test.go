@@ -572,7 +572,7 @@ func TestDeployItemTTLOutlivesTheQueues(t *testing.T) {
 			t.Errorf("%s would refuse to start against the stack's queues: %v", id, err)
 		}
 	}
-	spec, f := ensured(t)
+	spec, f := ensured(t, false)
 	for _, name := range []string{spec.QueueName, spec.DLQName} {
 		attrs, _ := normalize(f.find(t, "CreateQueue", "QueueName", name)["Attributes"]).(map[string]any)
 		secs, err := strconv.Atoi(fmt.Sprint(attrs["MessageRetentionPeriod"]))
