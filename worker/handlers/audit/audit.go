@@ -7,6 +7,7 @@
 //
 //	ADD invocations :1, SET attempts.<attempt> = <processor id>   at the start
 //	ADD finishes :1,    SET finished.<attempt> = <processor id>   after the delay
+//	SET cancelled.<attempt> = <epoch ms>   when its context ended the delay
 //
 // Between the two it waits Delay, or until its context ends.
 //
@@ -43,6 +44,7 @@ const (
 	AttrAttempts    = "attempts"         // map: attempt → processor id, at the start
 	AttrFinishes    = "finishes"         // handler runs that got past the delay
 	AttrFinished    = "finished"         // map: attempt → processor id, after the delay
+	AttrCancelled   = "cancelled"        // map: attempt → epoch ms when the context cut the delay
 )
 
 // DB is the part of the DynamoDB client the handler uses.
@@ -115,6 +117,13 @@ func (h *Handler) Handle(ctx context.Context, ev processor.Event) error {
 		defer t.Stop()
 		select {
 		case <-ctx.Done():
+			// When the context ended tells the race suite whether a zombie's
+			// run was cut as soon as its lease was found lost.
+			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := h.cancelled(wctx, ev); err != nil {
+				return errors.Join(fmt.Errorf("audit %s: delay: %w", ev.Key(), context.Cause(ctx)), err)
+			}
 			return fmt.Errorf("audit %s: delay: %w", ev.Key(), context.Cause(ctx))
 		case <-t.C:
 		}
@@ -146,6 +155,19 @@ func (h *Handler) appendSequence(ctx context.Context, ev processor.Event) error 
 	})
 	if err != nil {
 		return fmt.Errorf("audit %s: sequence: %w", ev.Key(), err)
+	}
+	return nil
+}
+
+func (h *Handler) cancelled(ctx context.Context, ev processor.Event) error {
+	err := mapattr.SetField(ctx, h.db, mapattr.Field{
+		Table: h.opts.Table,
+		Key:   map[string]types.AttributeValue{AttrPK: &types.AttributeValueMemberS{Value: ev.Key()}},
+		Map:   AttrCancelled, Name: strconv.Itoa(ev.Attempt),
+		Value: &types.AttributeValueMemberN{Value: strconv.FormatInt(time.Now().UnixMilli(), 10)},
+	}, mapattr.Extra{})
+	if err != nil {
+		return fmt.Errorf("audit %s: cancelled: %w", ev.Key(), err)
 	}
 	return nil
 }
