@@ -499,6 +499,19 @@ func (s *Stack) Inject(role Role, api API, r Rule) *Injection {
 	return inj
 }
 
+// Received is how many messages SQS handed out to the stack's processes,
+// those stopped included: each delivery of each copy, as the backend counted
+// it through the injectors.
+func (s *Stack) Received() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int64
+	for _, p := range s.procs {
+		n += p.SQSAPI.Received()
+	}
+	return n
+}
+
 // InjectAll is Inject for every process.
 func (s *Stack) InjectAll(api API, r Rule) *Injection { return s.Inject("", api, r) }
 
