@@ -68,9 +68,13 @@ for k in $(seq 1 "$workers"); do
   WAHOOK_HEALTH_ADDR="127.0.0.1:$((health_port + k - 1))" prefixed "worker-$k" "$root/bin/worker"
 done
 
+queue="${WAHOOK_QUEUE_NAME:-wahook-events}"
+order="standard queue: no order between events"
+[[ "$queue" == *.fifo ]] && order="FIFO queue: each conversation's events handled in the order ingest received them"
 cat <<TXT
 
 up: wahook is running
+  queue:          $queue ($order)
   webhook:        http://127.0.0.1:$http_port/webhook
   ingest health:  curl -s http://127.0.0.1:$http_port/health/detailed | jq
   worker health:  curl -s http://127.0.0.1:$health_port/health/detailed | jq

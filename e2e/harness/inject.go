@@ -162,6 +162,9 @@ type Injector struct {
 	mu    sync.Mutex
 	rules []*Active
 	rng   *rand.Rand
+
+	// received counts the messages SQS handed out through this injector.
+	received atomic.Int64
 }
 
 // NewInjector starts an injector on a free 127.0.0.1 port in front of target
@@ -183,6 +186,7 @@ func NewInjector(api API, target string) (*Injector, error) {
 	in.proxy = httputil.NewSingleHostReverseProxy(u)
 	in.proxy.Transport = in.transport
 	in.proxy.ErrorLog = log.New(io.Discard, "", 0)
+	in.proxy.ModifyResponse = in.observe
 	in.srv = &http.Server{Handler: in, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		defer close(in.done)
@@ -190,6 +194,27 @@ func NewInjector(api API, target string) (*Injector, error) {
 	}()
 	return in, nil
 }
+
+// observe counts the messages a ReceiveMessage answer hands out.
+func (in *Injector) observe(resp *http.Response) error {
+	if in.API != SQS || resp.StatusCode != http.StatusOK || operation(resp.Request) != "ReceiveMessage" {
+		return nil
+	}
+	b, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	var out struct{ Messages []json.RawMessage }
+	if json.Unmarshal(b, &out) == nil {
+		in.received.Add(int64(len(out.Messages)))
+	}
+	return nil
+}
+
+// Received is how many messages SQS handed out through this injector.
+func (in *Injector) Received() int64 { return in.received.Load() }
 
 // URL is the injector's endpoint.
 func (in *Injector) URL() string { return "http://" + in.ln.Addr().String() }

@@ -24,6 +24,7 @@ const (
 	AuditKey         = "pk"
 	AuditInvocations = "invocations"
 	AuditAttempts    = "attempts"
+	AuditCancelled   = "cancelled"
 )
 
 // Item is a raw DynamoDB item.
@@ -52,6 +53,7 @@ type LedgerItem struct {
 	Attempt    int
 	ReceivedAt time.Time
 	DoneAt     time.Time
+	DoneBy     string // owner#attempt of the claim that completed or failed it
 	Error      string
 }
 
@@ -74,6 +76,7 @@ func (s *Stack) Ledger(ctx context.Context) (map[string]LedgerItem, error) {
 			Attempt:    int(N(it, ledger.AttrAttempt)),
 			ReceivedAt: msTime(N(it, ledger.AttrReceivedAt)),
 			DoneAt:     msTime(N(it, ledger.AttrDoneAt)),
+			DoneBy:     S(it, ledger.AttrDoneBy),
 			Error:      S(it, ledger.AttrError),
 		}
 		out[li.Key] = li
@@ -88,6 +91,8 @@ type AuditItem struct {
 	// Attempts maps the attempt (fencing token) of each invocation to the
 	// processor that ran it.
 	Attempts map[int]string
+	// Cancelled maps an attempt to when its context cut the handler's delay.
+	Cancelled map[int]time.Time
 }
 
 // Audit reads every audit item, by key.
@@ -98,7 +103,22 @@ func (s *Stack) Audit(ctx context.Context) (map[string]AuditItem, error) {
 	}
 	out := make(map[string]AuditItem, len(items))
 	for _, it := range items {
-		a := AuditItem{Key: S(it, AuditKey), Invocations: int(N(it, AuditInvocations)), Attempts: map[int]string{}}
+		a := AuditItem{Key: S(it, AuditKey), Invocations: int(N(it, AuditInvocations)), Attempts: map[int]string{},
+			Cancelled: map[int]time.Time{}}
+		if m, ok := it[AuditCancelled].(*dbtypes.AttributeValueMemberM); ok {
+			for k, v := range m.Value {
+				n, err := strconv.Atoi(k)
+				ms, ok := v.(*dbtypes.AttributeValueMemberN)
+				if err != nil || !ok {
+					return nil, fmt.Errorf("audit %s: cancelled %q=%v is not attempt=epoch ms", a.Key, k, v)
+				}
+				at, err := strconv.ParseInt(ms.Value, 10, 64)
+				if err != nil {
+					return nil, fmt.Errorf("audit %s: cancelled %q=%v: %w", a.Key, k, ms.Value, err)
+				}
+				a.Cancelled[n] = time.UnixMilli(at)
+			}
+		}
 		if m, ok := it[AuditAttempts].(*dbtypes.AttributeValueMemberM); ok {
 			for k, v := range m.Value {
 				n, err := strconv.Atoi(k)

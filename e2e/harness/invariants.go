@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -191,7 +192,7 @@ func (s *Stack) invariants(ctx context.Context, e Expect) (Tally, []error) {
 		wamids[WamidOf(k)] = true
 	}
 
-	var missing, notDone, extra, noAudit, notOnce, unfenced, tokenReuse []string
+	var missing, notDone, extra, noAudit, notOnce, unfenced, tokenReuse, staleDone []string
 	for _, k := range want {
 		it, ok := items[k]
 		switch {
@@ -202,6 +203,14 @@ func (s *Stack) invariants(ctx context.Context, e Expect) (Tally, []error) {
 			notDone = append(notDone, fmt.Sprintf("%s=%s(attempt %d, owner %q, err %q)", k, it.State, it.Attempt, it.Owner, it.Error))
 		default:
 			tally.Done++
+			// The claim that completed it is the latest one, and it ran the
+			// handler: a stale claim's Complete must have been refused.
+			i := strings.LastIndexByte(it.DoneBy, '#')
+			if i < 0 || it.DoneBy[i+1:] != strconv.Itoa(it.Attempt) {
+				staleDone = append(staleDone, fmt.Sprintf("%s: done by %q, ledger attempt %d", k, it.DoneBy, it.Attempt))
+			} else if a, ok := audit[k]; ok && a.Attempts[it.Attempt] != it.DoneBy[:i] {
+				staleDone = append(staleDone, fmt.Sprintf("%s: done by %q, but attempt %d ran on %q", k, it.DoneBy, it.Attempt, a.Attempts[it.Attempt]))
+			}
 		}
 		tally.MaxAttempt = max(tally.MaxAttempt, it.Attempt)
 		a, ok := audit[k]
@@ -271,6 +280,7 @@ func (s *Stack) invariants(ctx context.Context, e Expect) (Tally, []error) {
 	report("keys handled more than once that the scenario did not disturb (DOUBLE PROCESSING)", notOnce)
 	report("re-invocations without a new claim (DOUBLE PROCESSING)", unfenced)
 	report("invocations sharing or exceeding a fencing token", tokenReuse)
+	report("keys completed by a claim that was not the latest (UNFENCED COMPLETE)", staleDone)
 	report("audit items for keys never accepted", extraAudit)
 	report("wamids without a messages row", noRow)
 	report("messages rows for unknown wamids", extraRow)

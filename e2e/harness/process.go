@@ -87,6 +87,23 @@ func (p *Process) Kill() {
 	<-p.done
 }
 
+// Pause is SIGSTOP: the process freezes mid-whatever (a long GC pause, a
+// stalled VM) and so do its heartbeats, until Resume.
+func (p *Process) Pause() error {
+	if err := syscall.Kill(-p.Pid(), syscall.SIGSTOP); err != nil {
+		return fmt.Errorf("SIGSTOP %s: %w", p.Name, err)
+	}
+	return nil
+}
+
+// Resume is SIGCONT after Pause.
+func (p *Process) Resume() error {
+	if err := syscall.Kill(-p.Pid(), syscall.SIGCONT); err != nil {
+		return fmt.Errorf("SIGCONT %s: %w", p.Name, err)
+	}
+	return nil
+}
+
 // Terminate sends SIGTERM and waits up to timeout for the process to exit on
 // its own. It returns how long the exit took. When the process outlives
 // timeout it is killed and the error says so.

@@ -37,6 +37,11 @@ type StackOptions struct {
 	MaxAttempts int
 	// Env is added to every process's environment (wins over the defaults).
 	Env map[string]string
+	// FIFO makes the queue and its DLQ FIFO queues (.fifo names).
+	FIFO bool
+	// Sequence gives the workers' audit handler a sequence table: per
+	// conversation, the order its handler runs completed (see Sequences).
+	Sequence bool
 }
 
 // Stack is one test's world: its own tables and queues on the suite's backend,
@@ -53,6 +58,9 @@ type Stack struct {
 	DLQName       string
 	QueueURL      string
 	DLQURL        string
+	// SequenceTable is the audit handler's sequence table ("" unless
+	// StackOptions.Sequence).
+	SequenceTable string
 
 	AppSecret   string
 	VerifyToken string
@@ -96,6 +104,13 @@ func NewStack(t TB, opts StackOptions) *Stack {
 		Visibility: opts.Visibility, Bins: bins,
 		t: t, opts: opts, counter: map[Role]int{},
 	}
+	if opts.FIFO {
+		s.QueueName += ".fifo"
+		s.DLQName += ".fifo"
+	}
+	if opts.Sequence {
+		s.SequenceTable = name + "-seq"
+	}
 	dir, err := os.MkdirTemp("", "wahook-e2e-"+shortName(t.Name())+"-")
 	if err != nil {
 		t.Fatalf("log dir: %v", err)
@@ -119,6 +134,11 @@ func NewStack(t TB, opts StackOptions) *Stack {
 	s.QueueURL, s.DLQURL = prov.QueueURL, prov.DLQURL
 	if err := createKeyTable(ctx, suite.Clients.DynamoDB, s.AuditTable, AuditKey); err != nil {
 		t.Fatalf("provision %s: %v", name, err)
+	}
+	if s.SequenceTable != "" {
+		if err := createKeyTable(ctx, suite.Clients.DynamoDB, s.SequenceTable, AuditKey); err != nil {
+			t.Fatalf("provision %s: %v", name, err)
+		}
 	}
 	return s
 }
@@ -221,6 +241,9 @@ func (s *Stack) workerEnv(addr string, o WorkerOptions) map[string]string {
 	}
 	if o.AuditDelay > 0 {
 		env["WAHOOK_AUDIT_DELAY"] = o.AuditDelay.String()
+	}
+	if s.SequenceTable != "" {
+		env["WAHOOK_AUDIT_SEQUENCE_TABLE"] = s.SequenceTable
 	}
 	if o.ShutdownTimeout > 0 {
 		env["WAHOOK_SHUTDOWN_TIMEOUT"] = o.ShutdownTimeout.String()
@@ -414,7 +437,10 @@ func (s *Stack) cleanup() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c := s.Suite.Clients
-	for _, table := range []string{s.LedgerTable, s.MessagesTable, s.AuditTable} {
+	for _, table := range []string{s.LedgerTable, s.MessagesTable, s.AuditTable, s.SequenceTable} {
+		if table == "" {
+			continue
+		}
 		_, _ = c.DynamoDB.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(table)})
 	}
 	for _, url := range []string{s.QueueURL, s.DLQURL} {
@@ -471,6 +497,19 @@ func (s *Stack) Inject(role Role, api API, r Rule) *Injection {
 		}
 	}
 	return inj
+}
+
+// Received is how many messages SQS handed out to the stack's processes,
+// those stopped included: each delivery of each copy, as the backend counted
+// it through the injectors.
+func (s *Stack) Received() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int64
+	for _, p := range s.procs {
+		n += p.SQSAPI.Received()
+	}
+	return n
 }
 
 // InjectAll is Inject for every process.

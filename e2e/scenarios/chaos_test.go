@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -17,12 +18,15 @@ import (
 // lifecycles, a fifth of the webhooks re-sent — delivered like Meta while a
 // seeded schedule kills workers and ingests (-9 and SIGTERM), restarts them,
 // and breaks their links to SQS and DynamoDB in every way the fault proxy
-// knows → the same invariants as every other scenario. The seed is printed;
-// WAHOOK_E2E_SEED replays the schedule (timing still varies).
+// knows, pauses workers past their leases (zombies) and throttles the
+// ledger's writes → the same invariants as every other scenario. The seed is
+// new every run and printed; WAHOOK_E2E_SEED replays the schedule (timing
+// still varies).
 func TestChaosSoak(t *testing.T) {
 	events := form(600, 3000)
 	produceFor := form(40*time.Second, 4*time.Minute)
-	sd := seed(t)
+	// A new schedule every run (CI explores), printed so a failure replays.
+	sd := freshSeed(t)
 	t.Logf("chaos seed %d (replay the schedule with %s=%d)", sd, EnvSeed, sd)
 	rng := rand.New(rand.NewPCG(sd, 0xc4a05))
 	g := harness.NewGen(sd)
@@ -122,7 +126,9 @@ chaos:
 		case <-time.After(500*time.Millisecond + upTo(rng, 1500*time.Millisecond)):
 		}
 		var what string
-		switch action := rng.IntN(11); {
+		// Weights: worker kill -9 3, worker SIGTERM 2, ingest kill -9 2, worker
+		// link 3, ingest link 2, zombie pause 2, ledger throttled 1, quiet 1.
+		switch action := rng.IntN(16); {
 		case action < 3:
 			w := pick(s.Processes(harness.RoleWorker))
 			w.Kill()
@@ -133,6 +139,9 @@ chaos:
 			counts["kill -9 worker"]++
 		case action < 5:
 			w := pick(s.Processes(harness.RoleWorker))
+			if err := w.Resume(); err != nil { // a paused worker cannot stop gracefully
+				t.Fatal(err)
+			}
 			took, err := w.Terminate(30 * time.Second)
 			if err != nil {
 				t.Error(err)
@@ -140,15 +149,15 @@ chaos:
 			nw := s.StartWorker(worker)
 			what = fmt.Sprintf("SIGTERM %s (exited in %v), %s up", w.Name, took.Round(time.Millisecond), nw.Name)
 			counts["SIGTERM worker"]++
-		case action < 6:
+		case action < 7:
 			in := pick(s.Processes(harness.RoleIngest))
 			in.Kill()
 			ni := s.StartIngest(nil)
 			what = fmt.Sprintf("kill -9 %s, %s up", in.Name, ni.Name)
 			counts["kill -9 ingest"]++
-		case action < 10:
+		case action < 12:
 			role := harness.RoleWorker
-			if action == 9 {
+			if action >= 10 {
 				role = harness.RoleIngest
 			}
 			p := pick(s.Processes(role))
@@ -167,6 +176,28 @@ chaos:
 			}
 			what = fmt.Sprintf("%s on %s's %s link for %v", f, p.Name, svc, d.Round(time.Millisecond))
 			counts[string(f)+" "+string(role)]++
+		case action < 14:
+			// A zombie: frozen past its lease while others take its events
+			// over, then woken, its writes fenced off.
+			w := pick(s.Processes(harness.RoleWorker))
+			d := 2*time.Second + upTo(rng, 8*time.Second)
+			if err := w.Pause(); err != nil {
+				t.Fatal(err)
+			}
+			pause(d)
+			if err := w.Resume(); err != nil {
+				t.Fatal(err)
+			}
+			what = fmt.Sprintf("SIGSTOP %s for %v, then SIGCONT", w.Name, d.Round(time.Millisecond))
+			counts["zombie pause worker"]++
+		case action < 15:
+			d := time.Second + upTo(rng, 5*time.Second)
+			inj := s.InjectAll(harness.DynamoDB, harness.Throttle().On(harness.DynamoDBWrites...).
+				Matching(harness.Table(s.LedgerTable)).For(d))
+			pause(d)
+			s.ClearInjections()
+			what = fmt.Sprintf("ledger writes throttled for %v (%d refused)", d.Round(time.Millisecond), inj.Hits())
+			counts["ledger throttled"]++
 		default:
 			what = "quiet"
 		}
@@ -201,6 +232,16 @@ chaos:
 		}
 		return nil
 	})
+}
+
+// freshSeed is WAHOOK_E2E_SEED, else a new random seed: a schedule that CI
+// explores, not one it replays forever.
+func freshSeed(t *testing.T) uint64 {
+	t.Helper()
+	if os.Getenv(EnvSeed) != "" {
+		return seed(t)
+	}
+	return rand.Uint64()
 }
 
 // upTo is a duration in [0, d) from the seeded RNG.

@@ -33,7 +33,7 @@ func TestIngestSendFaults(t *testing.T) {
 	defer cancel()
 
 	// Phase 1.
-	msgs := g.Messages(form(200, 600))
+	msgs := g.Messages(form(120, 600))
 	victims := map[string]bool{}
 	for i, m := range msgs {
 		if i%4 == 0 {
@@ -72,7 +72,7 @@ func TestIngestSendFaults(t *testing.T) {
 	s.ClearInjections()
 
 	// Phase 2.
-	more := g.Batches(g.Messages(form(200, 600)), 5)
+	more := g.Batches(g.Messages(form(120, 600)), 5)
 	keys = append(keys, keysOf(more)...)
 	if err := in1.SQS.Apply(harness.FaultRefuse); err != nil {
 		t.Fatal(err)

@@ -51,10 +51,71 @@ type cfnTemplate struct {
 	Parameters map[string]struct {
 		Default any `json:"Default"`
 	} `json:"Parameters"`
-	Resources map[string]struct {
+	Conditions map[string]any `json:"Conditions"`
+	Resources  map[string]struct {
 		Type       string         `json:"Type"`
 		Properties map[string]any `json:"Properties"`
 	} `json:"Resources"`
+	// values overrides parameter defaults (a stack created with them).
+	values map[string]string
+}
+
+// with returns the template as a stack created with these parameter values.
+func (tpl cfnTemplate) with(values map[string]string) cfnTemplate {
+	tpl.values = values
+	return tpl
+}
+
+// param is a parameter's value: the override, else the default.
+func (tpl cfnTemplate) param(name string) (string, bool) {
+	if v, ok := tpl.values[name]; ok {
+		return v, true
+	}
+	p, ok := tpl.Parameters[name]
+	return scalar(p.Default), ok
+}
+
+// noValue is what Ref AWS::NoValue resolves to: the property is left out.
+const noValue = "\x00AWS::NoValue"
+
+// condition evaluates a named condition (Fn::Equals, Fn::Not, Fn::And,
+// Fn::Or, Condition) under the parameter values.
+func (tpl cfnTemplate) condition(name string) bool {
+	return tpl.evalCondition(tpl.Conditions[name])
+}
+
+func (tpl cfnTemplate) evalCondition(v any) bool {
+	m, _ := v.(map[string]any)
+	args, _ := func() ([]any, bool) {
+		for _, a := range m {
+			l, ok := a.([]any)
+			return l, ok
+		}
+		return nil, false
+	}()
+	switch {
+	case m["Fn::Equals"] != nil && len(args) == 2:
+		return fmt.Sprint(tpl.resolve(args[0])) == fmt.Sprint(tpl.resolve(args[1]))
+	case m["Fn::Not"] != nil && len(args) == 1:
+		return !tpl.evalCondition(args[0])
+	case m["Fn::And"] != nil:
+		for _, a := range args {
+			if !tpl.evalCondition(a) {
+				return false
+			}
+		}
+		return true
+	case m["Fn::Or"] != nil:
+		for _, a := range args {
+			if tpl.evalCondition(a) {
+				return true
+			}
+		}
+		return false
+	case m["Condition"] != nil:
+		return tpl.condition(fmt.Sprint(m["Condition"]))
+	}
+	panic(fmt.Sprintf("deploy_test: cannot evaluate condition %v", v))
 }
 
 func loadTemplate(t *testing.T) cfnTemplate {
@@ -85,27 +146,37 @@ func (tpl cfnTemplate) ofType(typ string) []string {
 var subVar = regexp.MustCompile(`\$\{([^}]+)\}`)
 
 // resolve evaluates what the comparison needs of the template's intrinsics:
-// a Ref to a parameter is the parameter's default, a Ref to a resource is
-// "ref:<id>", Fn::GetAtt is "getatt:<id>.<attr>", Fn::Sub substitutes
-// parameter defaults. Scalars become strings (CloudFormation and the AWS APIs
-// disagree on 20 versus "20").
+// a Ref to a parameter is the parameter's value (default unless overridden),
+// a Ref to a resource is "ref:<id>", Fn::GetAtt is "getatt:<id>.<attr>",
+// Fn::Sub substitutes parameter values, Fn::If picks by its condition, and a
+// property resolving to AWS::NoValue is left out. Scalars become strings
+// (CloudFormation and the AWS APIs disagree on 20 versus "20").
 func (tpl cfnTemplate) resolve(v any) any {
 	switch v := v.(type) {
 	case map[string]any:
 		if len(v) == 1 {
 			if name, ok := v["Ref"].(string); ok {
-				if p, ok := tpl.Parameters[name]; ok {
-					return scalar(p.Default)
+				if name == "AWS::NoValue" {
+					return noValue
+				}
+				if p, ok := tpl.param(name); ok {
+					return p
 				}
 				return "ref:" + name
+			}
+			if branches, ok := v["Fn::If"].([]any); ok && len(branches) == 3 {
+				if tpl.condition(fmt.Sprint(branches[0])) {
+					return tpl.resolve(branches[1])
+				}
+				return tpl.resolve(branches[2])
 			}
 			if ga, ok := v["Fn::GetAtt"].([]any); ok && len(ga) == 2 {
 				return fmt.Sprintf("getatt:%v.%v", ga[0], ga[1])
 			}
 			if s, ok := v["Fn::Sub"].(string); ok {
 				return subVar.ReplaceAllStringFunc(s, func(m string) string {
-					if p, ok := tpl.Parameters[m[2:len(m)-1]]; ok {
-						return scalar(p.Default)
+					if p, ok := tpl.param(m[2 : len(m)-1]); ok {
+						return p
 					}
 					return m
 				})
@@ -113,7 +184,9 @@ func (tpl cfnTemplate) resolve(v any) any {
 		}
 		out := make(map[string]any, len(v))
 		for k, e := range v {
-			out[k] = tpl.resolve(e)
+			if r := tpl.resolve(e); r != noValue {
+				out[k] = r
+			}
 		}
 		return out
 	case []any:
@@ -210,17 +283,21 @@ func (f *fakeAWS) find(t *testing.T, op, field, value string) map[string]any {
 	return nil
 }
 
-// ensured runs Ensure with the configuration's defaults and returns the spec
-// and what it asked AWS for.
-func ensured(t *testing.T) (resources.Spec, *fakeAWS) {
+// ensured runs Ensure with the configuration's defaults (a FIFO queue name
+// when fifo) and returns the spec and what it asked AWS for.
+func ensured(t *testing.T, fifo bool) (resources.Spec, *fakeAWS) {
 	t.Helper()
-	cfg, err := config.LoadFrom[config.Common](map[string]string{})
+	env := map[string]string{}
+	if fifo {
+		env["WAHOOK_QUEUE_NAME"] = "wahook-events.fifo"
+	}
+	cfg, err := config.LoadFrom[config.Common](env)
 	if err != nil {
-		t.Fatalf("default config: %v", err)
+		t.Fatalf("config: %v", err)
 	}
 	spec := resources.SpecFrom(cfg)
-	if spec.FIFO() {
-		t.Fatalf("the default queue %q is FIFO; the stack defines a standard queue", spec.QueueName)
+	if spec.FIFO() != fifo {
+		t.Fatalf("queue %q: FIFO %v, want %v (the stack's QueueType default is standard)", spec.QueueName, spec.FIFO(), fifo)
 	}
 	f := &fakeAWS{}
 	db := dynamodb.New(dynamodb.Options{
@@ -263,7 +340,7 @@ func compare(t *testing.T, what string, code map[string]any, stack map[string]an
 
 func TestDeployTablesMatchCode(t *testing.T) {
 	tpl := loadTemplate(t)
-	spec, f := ensured(t)
+	spec, f := ensured(t, false)
 
 	if ids := tpl.ofType("AWS::DynamoDB::Table"); len(ids) != 2 {
 		t.Errorf("the stack defines tables %v; the code defines two (%s, %s): keep them in step", ids, ledgerID, messagesID)
@@ -300,9 +377,23 @@ func TestDeployTablesMatchCode(t *testing.T) {
 	}
 }
 
+// TestDeployQueuesMatchCode compares the queues for each QueueType: the
+// stack created with QueueType=fifo against Ensure with a .fifo queue name.
 func TestDeployQueuesMatchCode(t *testing.T) {
-	tpl := loadTemplate(t)
-	spec, f := ensured(t)
+	for _, queueType := range []string{"standard", "fifo"} {
+		t.Run(queueType, func(t *testing.T) {
+			tpl := loadTemplate(t)
+			if _, ok := tpl.Parameters["QueueType"]; !ok {
+				t.Fatal("the stack has no QueueType parameter")
+			}
+			tpl = tpl.with(map[string]string{"QueueType": queueType})
+			spec, f := ensured(t, queueType == "fifo")
+			checkQueues(t, tpl, spec, f)
+		})
+	}
+}
+
+func checkQueues(t *testing.T, tpl cfnTemplate, spec resources.Spec, f *fakeAWS) {
 
 	queues := tpl.ofType("AWS::SQS::Queue")
 	if len(queues) != 2 {
@@ -362,6 +453,12 @@ func TestDeployQueuesMatchCode(t *testing.T) {
 	}
 	compare(t, "queue "+mainID, codeQueue(spec.QueueName), stackQueue(mainID), queueExtras)
 	compare(t, "dead-letter queue "+dlqID, codeQueue(spec.DLQName), stackQueue(dlqID), queueExtras)
+	// Names are extras, but SQS wants .fifo on exactly the FIFO queues.
+	for _, id := range []string{mainID, dlqID} {
+		if name := fmt.Sprint(stackQueue(id)["QueueName"]); strings.HasSuffix(name, ".fifo") != spec.FIFO() {
+			t.Errorf("queue %s is named %q; FIFO queue: %v", id, name, spec.FIFO())
+		}
+	}
 
 	// Readable pins of what the comparison covers, against the configuration's
 	// defaults (a failure here means the code changed: update the stack too).
@@ -475,7 +572,7 @@ func TestDeployItemTTLOutlivesTheQueues(t *testing.T) {
 			t.Errorf("%s would refuse to start against the stack's queues: %v", id, err)
 		}
 	}
-	spec, f := ensured(t)
+	spec, f := ensured(t, false)
 	for _, name := range []string{spec.QueueName, spec.DLQName} {
 		attrs, _ := normalize(f.find(t, "CreateQueue", "QueueName", name)["Attributes"]).(map[string]any)
 		secs, err := strconv.Atoi(fmt.Sprint(attrs["MessageRetentionPeriod"]))

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 	"time"
@@ -54,6 +55,15 @@ func SpecFrom(c config.Common) Spec {
 		VisibilityTimeout: c.VisibilityTimeout,
 		MaxReceiveCount:   c.MaxReceiveCount,
 	}
+}
+
+// FIFOHighThroughput are the attributes of a high-throughput FIFO queue:
+// deduplication and the throughput quota per message group (a conversation)
+// rather than per queue. The deduplication id hashes the event key, and an
+// event's group never changes, so deduplicating per group loses nothing.
+var FIFOHighThroughput = map[string]string{
+	string(sqstypes.QueueAttributeNameDeduplicationScope):  "messageGroup",
+	string(sqstypes.QueueAttributeNameFifoThroughputLimit): "perMessageGroupId",
 }
 
 // FIFO reports whether the queue is a FIFO queue.
@@ -145,8 +155,21 @@ func Ensure(ctx context.Context, db *dynamodb.Client, q *sqs.Client, spec Spec, 
 	}
 	if spec.FIFO() {
 		attrs[string(sqstypes.QueueAttributeNameFifoQueue)] = "true"
+		maps.Copy(attrs, FIFOHighThroughput)
 	}
 	queueURL, err := ensureQueue(ctx, q, spec.QueueName, attrs, log)
+	var badName *sqstypes.InvalidAttributeName
+	var badValue *sqstypes.InvalidAttributeValue
+	if spec.FIFO() && (errors.As(err, &badName) || errors.As(err, &badValue)) {
+		// A backend without high-throughput FIFO: a plain FIFO queue keeps
+		// the same order, at SQS's lower per-queue rate.
+		log.Warn("the SQS endpoint refuses the high-throughput FIFO attributes; creating a plain FIFO queue",
+			zap.String("queue", spec.QueueName), zap.Error(err))
+		for name := range FIFOHighThroughput {
+			delete(attrs, name)
+		}
+		queueURL, err = ensureQueue(ctx, q, spec.QueueName, attrs, log)
+	}
 	if err != nil {
 		return Provisioned{}, err
 	}

@@ -25,7 +25,9 @@ import (
 // handle takes one message through decode, claim, handler and the write that
 // records the handler's result. stop ending means shutdown has begun; hard
 // ending means its grace period is over. receivedAt is when the receive began.
-func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, receivedAt time.Time) {
+// finished reports that the event is done (or was already finished) and its
+// message deleted: only then may a FIFO group's next message be handled.
+func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, receivedAt time.Time) (finished bool) {
 	pr.inFlight.Add(1)
 	pr.metrics.inFlight.Inc()
 	defer func() {
@@ -38,20 +40,20 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, rece
 	env, err := envelope.Decode(body)
 	if err != nil {
 		pr.poison(m, err, log)
-		return
+		return false
 	}
 	log = log.With(logging.Key(env.Key))
 	if stop.Err() != nil {
 		// Shutting down before the claim: hand the message to another worker now.
 		pr.setVisibility(pr.final, receipt, 0, log)
-		return
+		return false
 	}
 	if pr.breaker.State() == BreakerOpen {
 		// Leave the message: it reappears after its visibility timeout.
 		log.Warn("ledger breaker open; leaving the message")
 		pr.result(ResultBackendError)
 		pr.resendIfLast(m, env, log)
-		return
+		return false
 	}
 
 	// One token for every retry of this delivery's claim: a retry after a
@@ -69,7 +71,7 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, rece
 		pr.result(ResultDuplicate)
 		log.Info("duplicate delivery: event already finished; deleting the message", zap.String("state", string(refused.State)))
 		pr.del.add(deletion{receipt: receipt, log: log})
-		return
+		return true
 	case errors.As(err, &refused):
 		// Another processor holds a live lease: look again when it runs out.
 		pr.metrics.claimConflicts.Inc()
@@ -78,17 +80,17 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, rece
 		log.Info("event held by another processor; leaving the message until its lease ends",
 			zap.String("owner", refused.Owner), zap.Time("lease_until", refused.LeaseUntil), zap.Int32("visibility_s", wait))
 		pr.setVisibility(pr.final, receipt, wait, log)
-		return
+		return false
 	case errors.Is(err, ledger.ErrConflict):
 		pr.metrics.claimConflicts.Inc()
 		pr.result(ResultConflict)
 		log.Info("event changing under concurrent claims; leaving the message", zap.Error(err))
-		return
+		return false
 	default:
 		pr.result(ResultBackendError)
 		log.Error("claim failed; leaving the message to reappear", zap.Bool("transient", awserr.Transient(err)), zap.Error(err))
 		pr.resendIfLast(m, env, log)
-		return
+		return false
 	}
 
 	log = log.With(logging.Attempt(claim.Attempt))
@@ -107,7 +109,7 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, rece
 		// run it again.
 		pr.fail(w, m, claim, receivedAt, fmt.Errorf("interrupted %d times without a result (limit %d): a crash loop, or leases that keep lapsing",
 			n, pr.opts.MaxInterruptions), log)
-		return
+		return false
 	}
 	log.Debug("claimed", zap.Int("receive_count", ev.ReceiveCount))
 
@@ -133,11 +135,12 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, rece
 				// claim ours-but-expired and runs it again, which beats the DLQ.
 				pr.resendIfLast(m, env, log)
 			}
-			return
+			return false
 		}
 		pr.result(ResultDone)
 		log.Info("event done")
 		pr.del.add(deletion{receipt: receipt, log: log})
+		return true
 	case hard.Err() != nil:
 		pr.giveBack(w, claim, receipt, 0, receivedAt, "shutdown: "+herr.Error(), ResultShutdown, log)
 	case IsPermanent(herr):
@@ -160,6 +163,7 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, rece
 			zap.Bool("requested_delay", requested), zap.Error(herr))
 		pr.giveBack(w, claim, receipt, max(delay, time.Second), receivedAt, herr.Error(), ResultRetry, log)
 	}
+	return false
 }
 
 // lastReceive reports whether m may not be received again before SQS

@@ -34,6 +34,9 @@ const (
 	// ResultAbandoned: the handler ignored its context past its deadline; the
 	// processor stopped waiting for it and let the lease lapse.
 	ResultAbandoned = "abandoned"
+	// ResultHeldBack: FIFO only; an earlier message of its group did not
+	// finish, so it was released unhandled to come back after that one.
+	ResultHeldBack = "held_back"
 )
 
 // Metrics are the processors' Prometheus metrics.
@@ -62,7 +65,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	const ns, sub = "wahook", "worker"
 	m := &Metrics{
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "events_total",
-			Help: "Events handled, by result (done, retry, failed, poison, duplicate, conflict, lease_lost, shutdown, backend_error, abandoned)."},
+			Help: "Events handled, by result (done, retry, failed, poison, duplicate, conflict, lease_lost, shutdown, backend_error, abandoned, held_back)."},
 			[]string{"result"}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "duplicates_total",
 			Help: "Deliveries of events already done or failed (deleted without handling)."}),

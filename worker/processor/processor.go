@@ -64,7 +64,8 @@ type Status struct {
 }
 
 // processor receives from the queue and handles what it receives, one receive
-// batch at a time, the batch's messages concurrently.
+// batch at a time, the batch's messages concurrently (on a FIFO queue, one
+// message group's messages in order: groups.go).
 type processor struct {
 	id      string
 	opts    *Options

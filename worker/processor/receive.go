@@ -78,11 +78,7 @@ func (pr *processor) run(stop, hard, final context.Context) {
 		if len(msgs) > 0 {
 			pr.state.Store(StateProcessing)
 			pr.metrics.received.Add(float64(len(msgs)))
-			var batch sync.WaitGroup
-			for _, m := range msgs {
-				batch.Go(func() { pr.handle(stop, hard, m, receivedAt) })
-			}
-			batch.Wait()
+			pr.handleBatch(stop, hard, msgs, receivedAt)
 		}
 		if trial {
 			pr.breaker.endTrial()
@@ -100,7 +96,7 @@ func (pr *processor) receive(stop context.Context, maxMessages int) ([]sqstypes.
 		MaxNumberOfMessages:         int32(maxMessages),
 		WaitTimeSeconds:             int32(pr.opts.ReceiveWait / time.Second),
 		MessageAttributeNames:       []string{"All"},
-		MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameApproximateReceiveCount},
+		MessageSystemAttributeNames: pr.systemAttributes(),
 	})
 	if err != nil {
 		if stop.Err() == nil && ctx.Err() != nil {

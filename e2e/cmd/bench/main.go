@@ -63,6 +63,9 @@ type config struct {
 	ingestEnv  string
 	timeout    time.Duration
 	seed       uint64
+	// fifo and conversations: fifo.go.
+	fifo          bool
+	conversations int
 }
 
 func main() {
@@ -84,6 +87,8 @@ func main() {
 	flag.StringVar(&c.ingestEnv, "ingest-env", "", "extra ingest settings, `K=V,K=V` (e.g. WAHOOK_ADMIT_CONCURRENCY=32 to compare)")
 	flag.DurationVar(&c.timeout, "timeout", 30*time.Minute, "bound on the whole run")
 	flag.Uint64Var(&c.seed, "seed", uint64(time.Now().UnixNano()), "payload generator seed")
+	flag.BoolVar(&c.fifo, "fifo", false, "compare a FIFO queue with a standard one on a conversation workload (fifo.go)")
+	flag.IntVar(&c.conversations, "conversations", 100, "with -fifo: conversations the events are spread over")
 	flag.Parse()
 	log.SetFlags(log.Ltime | log.Lmicroseconds)
 	log.SetPrefix("bench: ")
@@ -93,6 +98,10 @@ func main() {
 
 	r := newRunner(c.timeout + c.soak)
 	defer r.finish()
+	if c.fifo {
+		runFIFO(r, c)
+		return
+	}
 	rep := run(r, c)
 	md := rep.Markdown()
 	fmt.Print(md)
@@ -284,11 +293,13 @@ func (b *bench) done() int {
 	return int(n)
 }
 
+func (b *bench) awaitDone(n int) { awaitDone(b.r, b.stack, n) }
+
 // awaitDone waits until the running workers' done counters reach n: polling
 // their /metrics costs the backend nothing, unlike scanning the ledger.
-func (b *bench) awaitDone(n int) {
-	harness.Eventually(b.r, 10*time.Minute, "events done", func(ctx context.Context) error {
-		done, err := b.stack.SumMetric(ctx, harness.RoleWorker, "wahook_worker_events_total", "result", "done")
+func awaitDone(r *runner, s *harness.Stack, n int) {
+	harness.Eventually(r, 10*time.Minute, "events done", func(ctx context.Context) error {
+		done, err := s.SumMetric(ctx, harness.RoleWorker, "wahook_worker_events_total", "result", "done")
 		if err != nil {
 			return err
 		}

@@ -211,38 +211,31 @@ func (p *Pipeline) Process(ctx context.Context, b *webhook.Batch, log *zap.Logge
 	}
 	out := p.newOutbox(context.WithoutCancel(ctx), arrived, log)
 
-	// Admission, feeding the outbox as events become ours. For a FIFO queue the
-	// outbox gets them in body order, so that a message group's events are sent
-	// in the order Meta listed them. (An event a sibling request held and that
-	// becomes ours later — released or stale — is sent after them: it is a
-	// resend of an event the sibling may already have sent in its place.)
+	// Admission, feeding the outbox as events become ours (standard queue).
+	// On a FIFO queue the whole body is admitted first and then fed to the
+	// outbox in body order behind a group gate (the FIFO order requirement,
+	// fifo.go): a conversation's events enter the queue in the body's order,
+	// and none after one of them that does not.
 	var (
 		mu        sync.Mutex
 		contested []*item
 		tried     []ledger.Receipt
-		resolved  = make([]bool, len(items))
-		next      int
 	)
 	p.each(len(items), func(i int) {
 		it := &items[i]
 		r, exists := p.acquire(ctx, it, log)
-		if !p.fifo && it.receipt != nil {
+		switch {
+		case it.receipt == nil:
+		case p.fifo:
+			out.own(it) // renewed while the rest of the body is admitted
+		default:
 			out.add(it)
 		}
-		mu.Lock()
-		defer mu.Unlock()
 		if exists {
+			mu.Lock()
 			contested = append(contested, it)
 			tried = append(tried, r)
-		}
-		if !p.fifo {
-			return
-		}
-		resolved[i] = true
-		for ; next < len(items) && resolved[next]; next++ {
-			if items[next].receipt != nil {
-				out.add(&items[next])
-			}
+			mu.Unlock()
 		}
 	})
 	out.flush()
@@ -257,11 +250,23 @@ func (p *Pipeline) Process(ctx context.Context, b *webhook.Batch, log *zap.Logge
 				log.Warn("event was left received by a request that stopped renewing it (crashed, or its write timed out); sending it again",
 					logging.Key(it.event.Key))
 			}
-			out.add(it)
-			out.flush()
+			if p.fifo {
+				out.own(it)
+			} else {
+				out.add(it)
+				out.flush()
+			}
 		})
 		for i, it := range contested {
 			p.decided(ctx, it, adms[i], errs[i], log)
+		}
+	}
+	if p.fifo {
+		out.gate = newGroupGate(items)
+		for i := range items {
+			if items[i].receipt != nil {
+				out.add(&items[i])
+			}
 		}
 	}
 	out.close()
@@ -359,6 +364,7 @@ type outbox struct {
 	unsent map[*item]time.Time // owned, neither queued nor released yet → its last stamp
 	prev   chan struct{}       // closed when the previous batch's send returned (FIFO order)
 
+	gate    *groupGate    // FIFO queue: set before the first event is added (fifo.go)
 	slots   chan struct{} // SendConcurrency
 	batches sync.WaitGroup
 	stop    chan struct{}
@@ -376,6 +382,13 @@ func (p *Pipeline) newOutbox(ctx context.Context, arrived time.Time, log *zap.Lo
 	close(o.prev)
 	o.renewer.Go(o.renewLoop)
 	return o
+}
+
+// own registers an owned event that is not added yet, so that it is renewed.
+func (o *outbox) own(it *item) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.unsent[it] = time.UnixMilli(it.receipt.ReceivedAt)
 }
 
 // add takes an owned event; a full batch goes out at once.
@@ -402,7 +415,9 @@ func (o *outbox) add(it *item) {
 		o.dispatch([]*item{it}, false)
 		return
 	}
-	o.unsent[it] = time.UnixMilli(it.receipt.ReceivedAt)
+	if _, owned := o.unsent[it]; !owned {
+		o.unsent[it] = time.UnixMilli(it.receipt.ReceivedAt)
+	}
 	// SQS bounds a batch's total by the queue's MaximumMessageSize too.
 	if o.size+n > o.p.opts.MaxMessageBytes {
 		o.dispatch(o.cur, true)
@@ -441,7 +456,11 @@ func (o *outbox) dispatch(batch []*item, send bool) {
 				<-prev // one batch at a time, in body order
 			}
 			o.slots <- struct{}{}
-			o.p.sendBatch(o.ctx, batch, o.log)
+			if o.gate != nil {
+				o.p.sendGated(o.ctx, batch, o.gate, o.log)
+			} else {
+				o.p.sendBatch(o.ctx, batch, o.log)
+			}
 			if o.p.fifo {
 				close(done)
 			}

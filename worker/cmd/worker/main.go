@@ -84,6 +84,11 @@ func run(ctx context.Context, log *zap.Logger) error {
 		if _, err := resources.Ensure(startCtx, clients.DynamoDB, clients.SQS, spec, log); err != nil {
 			return fmt.Errorf("auto-provision: %w", err)
 		}
+		if cfg.AuditSequenceTable != "" {
+			if err := resources.EnsureTable(startCtx, clients.DynamoDB, resources.AuditTableInput(cfg.AuditSequenceTable), log); err != nil {
+				return fmt.Errorf("auto-provision: %w", err)
+			}
+		}
 	}
 	queueURL, err := resources.QueueURL(startCtx, clients.SQS, cfg.Common)
 	if err != nil {
@@ -279,7 +284,8 @@ func buildHandler(cfg config.Config, clients *awsclient.Clients) (processor.Hand
 		case config.HandlerForward:
 			h, err = forward.New(forward.Options{URL: cfg.ForwardURL, Secret: cfg.ForwardSecret, Timeout: cfg.ForwardTimeout})
 		case config.HandlerAudit:
-			h, err = audit.New(clients.DynamoDB, audit.Options{Table: cfg.AuditTable, Delay: cfg.AuditDelay})
+			h, err = audit.New(clients.DynamoDB, audit.Options{Table: cfg.AuditTable, Delay: cfg.AuditDelay,
+				SequenceTable: cfg.AuditSequenceTable, FailRate: cfg.AuditFailRate, FailSeed: cfg.AuditFailSeed})
 		default:
 			err = fmt.Errorf("unknown handler %q", name)
 		}

@@ -7,17 +7,28 @@
 //
 //	ADD invocations :1, SET attempts.<attempt> = <processor id>   at the start
 //	ADD finishes :1,    SET finished.<attempt> = <processor id>   after the delay
+//	SET cancelled.<attempt> = <epoch ms>   when its context ended the delay
 //
 // Between the two it waits Delay, or until its context ends.
+//
+// With FailRate, a share of the events fail their first attempt (a retryable
+// error after the first write), chosen by a hash of the key and FailSeed, so
+// a test knows which. With SequenceTable, every run that gets past the delay
+// then appends "<key>#<attempt>" to the list "seq" of the item keyed by the
+// event's FIFO message group (the conversation): the order in which a
+// conversation's handler runs completed, re-runs included.
 package audit
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"strconv"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
@@ -33,6 +44,7 @@ const (
 	AttrAttempts    = "attempts"         // map: attempt → processor id, at the start
 	AttrFinishes    = "finishes"         // handler runs that got past the delay
 	AttrFinished    = "finished"         // map: attempt → processor id, after the delay
+	AttrCancelled   = "cancelled"        // map: attempt → epoch ms when the context cut the delay
 )
 
 // DB is the part of the DynamoDB client the handler uses.
@@ -46,6 +58,33 @@ type Options struct {
 	Table string
 	// Delay is how long each run waits between its two writes (default 0).
 	Delay time.Duration
+	// SequenceTable, when set, receives each conversation's completion
+	// sequence (partition key "pk", a string).
+	SequenceTable string
+	// FailRate is the share (0..1) of events whose first attempt fails.
+	FailRate float64
+	// FailSeed picks which events fail.
+	FailSeed uint64
+}
+
+// Attribute of a sequence item: the list of "<key>#<attempt>" entries.
+const AttrSequence = "seq"
+
+// ErrInjected is the retryable failure of an event's first attempt.
+var ErrInjected = errors.New("audit: injected failure of the first attempt")
+
+// FailsFirstAttempt reports whether an event key's first attempt fails under
+// rate and seed (tests compute the same set).
+func FailsFirstAttempt(key string, rate float64, seed uint64) bool {
+	if rate <= 0 {
+		return false
+	}
+	h := fnv.New64a()
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], seed)
+	h.Write(b[:])
+	h.Write([]byte(key))
+	return float64(h.Sum64()%1_000_000) < rate*1_000_000
 }
 
 // Handler records invocations. For tests only.
@@ -62,6 +101,9 @@ func New(db DB, opts Options) (*Handler, error) {
 	if opts.Table == "" {
 		return nil, errors.New("audit: empty table name")
 	}
+	if opts.FailRate < 0 || opts.FailRate > 1 {
+		return nil, fmt.Errorf("audit: fail rate %v outside 0..1", opts.FailRate)
+	}
 	return &Handler{db: db, opts: opts}, nil
 }
 
@@ -75,11 +117,59 @@ func (h *Handler) Handle(ctx context.Context, ev processor.Event) error {
 		defer t.Stop()
 		select {
 		case <-ctx.Done():
+			// When the context ended tells the race suite whether a zombie's
+			// run was cut as soon as its lease was found lost.
+			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := h.cancelled(wctx, ev); err != nil {
+				return errors.Join(fmt.Errorf("audit %s: delay: %w", ev.Key(), context.Cause(ctx)), err)
+			}
 			return fmt.Errorf("audit %s: delay: %w", ev.Key(), context.Cause(ctx))
 		case <-t.C:
 		}
 	}
-	return h.record(ctx, ev, AttrFinished, AttrFinishes)
+	if ev.Attempt == 1 && FailsFirstAttempt(ev.Key(), h.opts.FailRate, h.opts.FailSeed) {
+		return fmt.Errorf("%s: %w", ev.Key(), ErrInjected)
+	}
+	if err := h.record(ctx, ev, AttrFinished, AttrFinishes); err != nil {
+		return err
+	}
+	return h.appendSequence(ctx, ev)
+}
+
+// appendSequence appends the run to its conversation's completion sequence.
+func (h *Handler) appendSequence(ctx context.Context, ev processor.Event) error {
+	if h.opts.SequenceTable == "" {
+		return nil
+	}
+	entry := ev.Key() + "#" + strconv.Itoa(ev.Attempt)
+	_, err := h.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                aws.String(h.opts.SequenceTable),
+		Key:                      map[string]types.AttributeValue{AttrPK: &types.AttributeValueMemberS{Value: ev.Envelope.GroupID()}},
+		UpdateExpression:         aws.String("SET #s = list_append(if_not_exists(#s, :empty), :e)"),
+		ExpressionAttributeNames: map[string]string{"#s": AttrSequence},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":empty": &types.AttributeValueMemberL{Value: []types.AttributeValue{}},
+			":e":     &types.AttributeValueMemberL{Value: []types.AttributeValue{&types.AttributeValueMemberS{Value: entry}}},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("audit %s: sequence: %w", ev.Key(), err)
+	}
+	return nil
+}
+
+func (h *Handler) cancelled(ctx context.Context, ev processor.Event) error {
+	err := mapattr.SetField(ctx, h.db, mapattr.Field{
+		Table: h.opts.Table,
+		Key:   map[string]types.AttributeValue{AttrPK: &types.AttributeValueMemberS{Value: ev.Key()}},
+		Map:   AttrCancelled, Name: strconv.Itoa(ev.Attempt),
+		Value: &types.AttributeValueMemberN{Value: strconv.FormatInt(time.Now().UnixMilli(), 10)},
+	}, mapattr.Extra{})
+	if err != nil {
+		return fmt.Errorf("audit %s: cancelled: %w", ev.Key(), err)
+	}
+	return nil
 }
 
 func (h *Handler) record(ctx context.Context, ev processor.Event, mapAttr, counter string) error {

@@ -3,6 +3,7 @@ package audit_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -125,5 +126,14 @@ func TestDelayHonoursCancellation(t *testing.T) {
 	item := read(t, db, table, "msg#wamid.B")
 	if n(item[audit.AttrInvocations]) != "1" || item[audit.AttrFinishes] != nil {
 		t.Errorf("item %v, want one invocation and no finish", item)
+	}
+	// When the context cut the delay is recorded, after the start.
+	m, ok := item[audit.AttrCancelled].(*types.AttributeValueMemberM)
+	if !ok {
+		t.Fatalf("item %v has no %s map", item, audit.AttrCancelled)
+	}
+	at, err := strconv.ParseInt(n(m.Value["1"]), 10, 64)
+	if err != nil || at < began.UnixMilli() || at > time.Now().UnixMilli() {
+		t.Errorf("cancelled.1 = %v, want the epoch ms of the cancellation", m.Value["1"])
 	}
 }

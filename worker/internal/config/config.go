@@ -63,6 +63,12 @@ type Config struct {
 	// AuditTable and AuditDelay configure the audit handler (tests only).
 	AuditTable string        `env:"WAHOOK_AUDIT_TABLE"`
 	AuditDelay time.Duration `env:"WAHOOK_AUDIT_DELAY" envDefault:"0s"`
+	// AuditSequenceTable, AuditFailRate and AuditFailSeed: the audit
+	// handler's per-conversation completion record and its injected failures
+	// of first attempts (tests only; see handlers/audit).
+	AuditSequenceTable string  `env:"WAHOOK_AUDIT_SEQUENCE_TABLE"`
+	AuditFailRate      float64 `env:"WAHOOK_AUDIT_FAIL_RATE" envDefault:"0"`
+	AuditFailSeed      uint64  `env:"WAHOOK_AUDIT_FAIL_SEED" envDefault:"0"`
 }
 
 // HandlerNames are the configured handlers, trimmed, empty entries dropped.
@@ -81,6 +87,9 @@ func (c Config) Validate() error {
 	errs := []error{c.Common.Validate()}
 	if c.Processors < 1 || c.Processors > 256 {
 		errs = append(errs, fmt.Errorf("WAHOOK_PROCESSORS: %d is outside 1..256", c.Processors))
+	}
+	if c.AuditFailRate < 0 || c.AuditFailRate > 1 {
+		errs = append(errs, fmt.Errorf("WAHOOK_AUDIT_FAIL_RATE: %v is outside 0..1", c.AuditFailRate))
 	}
 	if c.HandlerTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("WAHOOK_HANDLER_TIMEOUT: %s must be positive", c.HandlerTimeout))
