@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
@@ -53,29 +52,7 @@ func TestLedgerWritesThrottled(t *testing.T) {
 	// Webhooks keep arriving, delivered like Meta: retried until a 200.
 	during := g.Batches(g.Messages(40), 4)
 	keys = append(keys, keysOf(during)...)
-	var (
-		wg         sync.WaitGroup
-		mu         sync.Mutex
-		deliveries []harness.Delivery
-		errs       []error
-	)
-	mctx, mcancel := context.WithTimeout(ctx, fault+2*time.Minute)
-	defer mcancel()
-	for i, b := range bodiesOf(during) {
-		wg.Go(func() {
-			select {
-			case <-time.After(time.Duration(i) * fault / time.Duration(2*len(during))):
-			case <-mctx.Done():
-			}
-			d, err := c.Deliver(mctx, b)
-			mu.Lock()
-			defer mu.Unlock()
-			deliveries = append(deliveries, d)
-			if err != nil {
-				errs = append(errs, err)
-			}
-		})
-	}
+	sp := deliverSpread(ctx, c, bodiesOf(during), fault)
 
 	harness.Eventually(t, fault/2, "both workers' breakers open", func(ctx context.Context) error {
 		for _, w := range []*harness.Process{w1, w2} {
@@ -116,12 +93,8 @@ func TestLedgerWritesThrottled(t *testing.T) {
 			whileOpen, restoredAt.Sub(openedAt).Round(100*time.Millisecond))
 	}
 
-	wg.Wait()
-	if len(errs) > 0 {
-		t.Fatalf("%d webhooks never accepted: %v", len(errs), errs[0])
-	}
 	var status200 int
-	for _, d := range deliveries {
+	for _, d := range sp.wait(t) {
 		for _, a := range d.Attempts {
 			if a.Err == nil && a.Status == http.StatusOK && a.Start.Add(a.Latency).Before(restoredAt) && a.Start.After(began.Add(2*time.Second)) {
 				status200++
