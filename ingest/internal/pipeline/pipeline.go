@@ -20,12 +20,16 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"go.uber.org/zap"
 
 	"github.com/wahook/wahook/ingest/internal/metrics"
 	"github.com/wahook/wahook/shared/envelope"
 	"github.com/wahook/wahook/shared/ledger"
 	"github.com/wahook/wahook/shared/logging"
+	"github.com/wahook/wahook/shared/tracing"
 	"github.com/wahook/wahook/shared/webhook"
 )
 
@@ -88,6 +92,8 @@ type Options struct {
 	// DeadLetterMaxBytes is the DLQ's MaximumMessageSize (default
 	// MaxMessageBytes): a larger raw event is cut to fit.
 	DeadLetterMaxBytes int
+	// Tracer starts the admission and send spans (default: a no-op tracer).
+	Tracer trace.Tracer
 }
 
 // Result counts what became of a webhook's events. Received = Queued +
@@ -111,6 +117,9 @@ type Pipeline struct {
 	metrics *metrics.Metrics
 	opts    Options
 	fifo    bool
+
+	queueName  string
+	queueAttrs []attribute.KeyValue
 }
 
 // New returns a Pipeline.
@@ -143,7 +152,12 @@ func New(l Ledger, q Queue, m *metrics.Metrics, opts Options) (*Pipeline, error)
 	if opts.DeadLetterMaxBytes <= 0 {
 		opts.DeadLetterMaxBytes = opts.MaxMessageBytes
 	}
-	return &Pipeline{ledger: l, queue: q, metrics: m, opts: opts, fifo: strings.HasSuffix(opts.QueueURL, ".fifo")}, nil
+	if opts.Tracer == nil {
+		opts.Tracer = noop.NewTracerProvider().Tracer("")
+	}
+	qa := tracing.QueueAttributes(opts.QueueURL)
+	return &Pipeline{ledger: l, queue: q, metrics: m, opts: opts, fifo: strings.HasSuffix(opts.QueueURL, ".fifo"),
+		queueName: qa[1].Value.AsString(), queueAttrs: qa}, nil
 }
 
 // outcome is what became of one event.
@@ -165,6 +179,7 @@ type item struct {
 	body    []byte
 	sent    bool
 	outcome outcome
+	span    trace.Span // the send's span, from the send until the queue answers
 }
 
 // Process takes a batch to the queue. Admission runs under ctx (the request's
@@ -224,6 +239,8 @@ func (p *Pipeline) Process(ctx context.Context, b *webhook.Batch, log *zap.Logge
 
 func (p *Pipeline) admit(ctx context.Context, it *item, log *zap.Logger) {
 	key := it.event.Key
+	ctx, span := p.startAdmit(ctx, it)
+	defer endAdmit(span, it)
 	adm, err := p.ledger.Admit(ctx, key)
 	switch {
 	case errors.Is(err, ledger.ErrInFlight):
@@ -307,7 +324,9 @@ func entrySize(it *item) int {
 	const typ = len("String")
 	return len(it.body) +
 		len(envelope.AttrKey) + typ + len(it.event.Key) +
-		len(envelope.AttrKind) + typ + len(it.event.Kind)
+		len(envelope.AttrKind) + typ + len(it.event.Kind) +
+		tracing.TraceparentBytes // when traces are on
+
 }
 
 func (p *Pipeline) sendBatch(ctx context.Context, batch []*item, log *zap.Logger) {
@@ -321,6 +340,7 @@ func (p *Pipeline) sendBatch(ctx context.Context, batch []*item, log *zap.Logger
 				envelope.AttrKind: {DataType: aws.String("String"), StringValue: aws.String(string(it.event.Kind))},
 			},
 		}
+		p.startSend(ctx, it, entries[i].MessageAttributes)
 		if p.fifo {
 			entries[i].MessageGroupId = aws.String(it.env.GroupID())
 			entries[i].MessageDeduplicationId = aws.String(it.env.DeduplicationID())
@@ -328,7 +348,9 @@ func (p *Pipeline) sendBatch(ctx context.Context, batch []*item, log *zap.Logger
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.opts.SendTimeout)
 	defer cancel()
+	ids := make(map[*item]string, len(batch))
 	out, err := p.queue.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(p.opts.QueueURL), Entries: entries})
+	defer func() { endSends(batch, ids, err) }()
 	if err != nil {
 		p.metrics.BackendError(metrics.BackendSQS, OpSendMessageBatch)
 		for _, it := range batch {
@@ -346,6 +368,7 @@ func (p *Pipeline) sendBatch(ctx context.Context, batch []*item, log *zap.Logger
 	for _, s := range out.Successful {
 		if it, ok := entry(s.Id); ok {
 			it.sent = true
+			ids[it] = messageID(s)
 			log.Debug("sent to queue", logging.Key(it.event.Key), logging.MessageID(aws.ToString(s.MessageId)))
 		}
 	}
