@@ -30,6 +30,7 @@ import (
 	"github.com/wahook/wahook/shared/ledger"
 	"github.com/wahook/wahook/shared/logging"
 	"github.com/wahook/wahook/shared/resources"
+	"github.com/wahook/wahook/shared/tracing"
 	"github.com/wahook/wahook/worker/handlers/audit"
 	"github.com/wahook/wahook/worker/handlers/forward"
 	"github.com/wahook/wahook/worker/handlers/store"
@@ -146,6 +147,11 @@ func run(ctx context.Context, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	traces, err := tracing.New(ctx, "wahook-worker")
+	if err != nil {
+		return err
+	}
+	defer shutdownTraces(log, traces)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics, err := processor.NewMetrics(reg)
@@ -170,7 +176,8 @@ func run(ctx context.Context, log *zap.Logger) error {
 		BackendTimeout:    cfg.BackendTimeout,
 		BreakerThreshold:  cfg.BreakerThreshold,
 		MaxMessageBytes:   limits.DLQMaxMessageBytes,
-	}, processor.Deps{Ledger: ledgerStore, Queue: clients.SQS, Handler: handler, Metrics: metrics, Log: log})
+	}, processor.Deps{Ledger: ledgerStore, Queue: clients.SQS, Handler: handler, Metrics: metrics, Log: log,
+		Tracer: traces.Tracer("github.com/wahook/wahook/worker")})
 	if err != nil {
 		return err
 	}
@@ -291,10 +298,19 @@ func buildHandler(cfg config.Config, clients *awsclient.Clients) (processor.Hand
 		if err != nil {
 			return nil, fmt.Errorf("handler %s: %w", name, err)
 		}
-		hs = append(hs, h)
+		hs = append(hs, processor.Traced(name, h))
 	}
 	if len(hs) == 1 {
 		return hs[0], nil
 	}
 	return processor.Chain(hs...), nil
+}
+
+// shutdownTraces flushes the spans not yet exported, within a bound.
+func shutdownTraces(log *zap.Logger, p *tracing.Provider) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.Shutdown(ctx); err != nil {
+		log.Warn("flushing traces failed", zap.Error(err))
+	}
 }
