@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -35,6 +36,7 @@ import (
 	"github.com/wahook/wahook/worker/handlers/forward"
 	"github.com/wahook/wahook/worker/handlers/store"
 	"github.com/wahook/wahook/worker/internal/config"
+	"github.com/wahook/wahook/worker/internal/queuestats"
 	"github.com/wahook/wahook/worker/internal/server"
 	"github.com/wahook/wahook/worker/processor"
 )
@@ -180,6 +182,20 @@ func run(ctx context.Context, log *zap.Logger) error {
 		Tracer: traces.Tracer("github.com/wahook/wahook/worker")})
 	if err != nil {
 		return err
+	}
+
+	if cfg.QueueStatsInterval > 0 {
+		stats, err := queuestats.New(clients.SQS, queueURL, dlqURL, cfg.QueueStatsInterval, cfg.BackendTimeout, reg, log)
+		if err != nil {
+			return err
+		}
+		statsCtx, stopStats := context.WithCancel(ctx)
+		var statsDone sync.WaitGroup
+		statsDone.Go(func() { stats.Run(statsCtx) })
+		defer func() {
+			stopStats()
+			statsDone.Wait()
+		}()
 	}
 
 	checker := health.NewChecker(2*time.Second, map[string]health.Check{
