@@ -113,6 +113,18 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			return nil, fmt.Errorf("register worker metrics: %w", err)
 		}
 	}
+	// Every known label value exported from the start, as 0: a dashboard
+	// then shows "none yet" instead of "no data".
+	for _, r := range []string{ResultDone, ResultRetry, ResultFailed, ResultPoison, ResultDuplicate, ResultConflict,
+		ResultLeaseLost, ResultShutdown, ResultBackendError} {
+		m.events.WithLabelValues(r)
+	}
+	for _, r := range []string{"ok", "error", "lease_lost"} {
+		m.heartbeats.WithLabelValues(r)
+	}
+	for _, r := range []string{ResultPoison, ResultFailed} {
+		m.deadLettered.WithLabelValues(r)
+	}
 	return m, nil
 }
 

@@ -115,6 +115,12 @@ func serve(ctx context.Context, log *zap.Logger, cfg Config, awsOpts awsclient.O
 	if err != nil {
 		return err
 	}
+	for _, op := range []string{pipeline.OpAdmit, pipeline.OpMarkQueued, pipeline.OpRelease} {
+		m.KnownBackendOperation(metrics.BackendDynamoDB, op)
+	}
+	for _, op := range []string{pipeline.OpSendMessageBatch, pipeline.OpSendMessage} {
+		m.KnownBackendOperation(metrics.BackendSQS, op)
+	}
 	pipe, err := pipeline.New(store, clients.SQS, m, pipeline.Options{
 		QueueURL: queueURL, SendTimeout: cfg.SendTimeout, BackendTimeout: cfg.BackendTimeout,
 		Concurrency: cfg.AdmitConcurrency, MaxMessageBytes: limits.QueueMaxMessageBytes,
