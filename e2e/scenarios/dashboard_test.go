@@ -189,4 +189,3 @@ func like(series map[string][]map[string]string, name string) []string {
 	slices.Sort(out)
 	return out
 }
-
