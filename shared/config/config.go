@@ -48,6 +48,9 @@ type Common struct {
 	ItemTTL time.Duration `env:"WAHOOK_ITEM_TTL" envDefault:"672h"`
 	// BackendTimeout bounds one DynamoDB or SQS call (the SDK's retries included).
 	BackendTimeout time.Duration `env:"WAHOOK_BACKEND_TIMEOUT" envDefault:"5s"`
+	// QueueStatsInterval is how often the queue's and the DLQ's depths are
+	// read for /metrics (GetQueueAttributes); 0 turns it off.
+	QueueStatsInterval time.Duration `env:"WAHOOK_QUEUE_STATS_INTERVAL" envDefault:"15s"`
 }
 
 // DeadLetterName is the DLQ name auto-provision uses.
@@ -94,6 +97,9 @@ func (c Common) Validate() error {
 	}
 	if c.BackendTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("WAHOOK_BACKEND_TIMEOUT: %s must be positive", c.BackendTimeout))
+	}
+	if c.QueueStatsInterval < 0 || (c.QueueStatsInterval > 0 && c.QueueStatsInterval < time.Second) {
+		errs = append(errs, fmt.Errorf("WAHOOK_QUEUE_STATS_INTERVAL: %s must be 0s (off) or at least 1s", c.QueueStatsInterval))
 	}
 	return errors.Join(errs...)
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/wahook/wahook/shared/health"
 	"github.com/wahook/wahook/shared/ledger"
 	"github.com/wahook/wahook/shared/logging"
+	"github.com/wahook/wahook/shared/queuestats"
 	"github.com/wahook/wahook/shared/resources"
 	"github.com/wahook/wahook/shared/tracing"
 )
@@ -114,6 +115,14 @@ func serve(ctx context.Context, log *zap.Logger, cfg Config, awsOpts awsclient.O
 	m, err := metrics.New(reg)
 	if err != nil {
 		return err
+	}
+	if cfg.QueueStatsInterval > 0 {
+		// Here too: the backlog must show while every worker is down.
+		stats, err := queueStats(ctx, cfg, clients, queueURL, reg, log)
+		if err != nil {
+			return err
+		}
+		defer stats.Start(ctx)()
 	}
 	for _, op := range []string{pipeline.OpAdmit, pipeline.OpMarkQueued, pipeline.OpRelease} {
 		m.KnownBackendOperation(metrics.BackendDynamoDB, op)
@@ -236,4 +245,16 @@ func shutdownTraces(log *zap.Logger, p *tracing.Provider) {
 	if err := p.Shutdown(ctx); err != nil {
 		log.Warn("flushing traces failed", zap.Error(err))
 	}
+}
+
+// queueStats returns the poller of the queue's and the DLQ's depths.
+func queueStats(ctx context.Context, cfg Config, clients *awsclient.Clients, queueURL string, reg prometheus.Registerer,
+	log *zap.Logger) (*queuestats.Poller, error) {
+	rctx, cancel := context.WithTimeout(ctx, cfg.BackendTimeout)
+	defer cancel()
+	dlqURL, err := resources.DeadLetterURL(rctx, clients.SQS, queueURL)
+	if err != nil {
+		return nil, fmt.Errorf("dead-letter queue (for WAHOOK_QUEUE_STATS_INTERVAL): %w", err)
+	}
+	return queuestats.New(clients.SQS, queueURL, dlqURL, cfg.QueueStatsInterval, cfg.BackendTimeout, reg, log)
 }

@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -30,13 +29,13 @@ import (
 	"github.com/wahook/wahook/shared/health"
 	"github.com/wahook/wahook/shared/ledger"
 	"github.com/wahook/wahook/shared/logging"
+	"github.com/wahook/wahook/shared/queuestats"
 	"github.com/wahook/wahook/shared/resources"
 	"github.com/wahook/wahook/shared/tracing"
 	"github.com/wahook/wahook/worker/handlers/audit"
 	"github.com/wahook/wahook/worker/handlers/forward"
 	"github.com/wahook/wahook/worker/handlers/store"
 	"github.com/wahook/wahook/worker/internal/config"
-	"github.com/wahook/wahook/worker/internal/queuestats"
 	"github.com/wahook/wahook/worker/internal/server"
 	"github.com/wahook/wahook/worker/processor"
 )
@@ -189,13 +188,7 @@ func run(ctx context.Context, log *zap.Logger) error {
 		if err != nil {
 			return err
 		}
-		statsCtx, stopStats := context.WithCancel(ctx)
-		var statsDone sync.WaitGroup
-		statsDone.Go(func() { stats.Run(statsCtx) })
-		defer func() {
-			stopStats()
-			statsDone.Wait()
-		}()
+		defer stats.Start(ctx)()
 	}
 
 	checker := health.NewChecker(2*time.Second, map[string]health.Check{

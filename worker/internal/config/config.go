@@ -49,9 +49,6 @@ type Config struct {
 	// BreakerThreshold is how many consecutive transient ledger failures stop
 	// receiving.
 	BreakerThreshold int `env:"WAHOOK_BREAKER_THRESHOLD" envDefault:"5"`
-	// QueueStatsInterval is how often the queue depths are read for
-	// /metrics (GetQueueAttributes on the queue and the DLQ); 0 turns it off.
-	QueueStatsInterval time.Duration `env:"WAHOOK_QUEUE_STATS_INTERVAL" envDefault:"15s"`
 	// HealthAddr is the health and metrics server's address.
 	HealthAddr string `env:"WAHOOK_HEALTH_ADDR" envDefault:":8081"`
 
@@ -133,9 +130,6 @@ func (c Config) Validate() error {
 	}
 	if c.BreakerThreshold < 1 {
 		errs = append(errs, fmt.Errorf("WAHOOK_BREAKER_THRESHOLD: %d must be at least 1", c.BreakerThreshold))
-	}
-	if c.QueueStatsInterval < 0 || (c.QueueStatsInterval > 0 && c.QueueStatsInterval < time.Second) {
-		errs = append(errs, fmt.Errorf("WAHOOK_QUEUE_STATS_INTERVAL: %s must be 0 (off) or at least 1s", c.QueueStatsInterval))
 	}
 	if c.HealthAddr == "" {
 		errs = append(errs, errors.New("WAHOOK_HEALTH_ADDR: must not be empty"))

@@ -1,6 +1,7 @@
 // Package queuestats exports the depth of the event queue and its dead-letter
 // queue as Prometheus gauges, read with GetQueueAttributes by one goroutine
-// per worker process every interval.
+// per process every interval. Both services run it: the backlog must stay
+// visible while every worker is down.
 //
 // SQS answers GetQueueAttributes with approximate counts, and only those: the
 // age of the oldest message is a CloudWatch metric (ApproximateAgeOfOldestMessage),
@@ -136,4 +137,19 @@ func (p *Poller) read(ctx context.Context, label string) error {
 		p.messages.WithLabelValues(label, s.label).Set(n)
 	}
 	return nil
+}
+
+// Start runs Run on its own goroutine until stop is called (or ctx ends);
+// stop waits for it.
+func (p *Poller) Start(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.Run(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }

@@ -12,8 +12,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wahook/wahook/shared/awstest"
+	"github.com/wahook/wahook/shared/queuestats"
 	"github.com/wahook/wahook/shared/resources"
-	"github.com/wahook/wahook/worker/internal/queuestats"
 )
 
 var emu *awstest.Emulators
