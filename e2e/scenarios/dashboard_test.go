@@ -92,6 +92,7 @@ func TestDashboardQueriesExportedMetrics(t *testing.T) {
 		"wahook_queue_messages", "wahook_worker_receive_age_seconds_bucket", // backlog, DLQ depth, age at receive
 		"wahook_worker_claim_conflicts_total", "wahook_worker_leases_lost_total", "wahook_worker_heartbeats_total",
 		"wahook_worker_breaker_open", "wahook_worker_dead_lettered_total",
+		"wahook_ingest_signature_matches_total", // which app secret signs (rotation)
 	} {
 		if !queried[want] {
 			t.Errorf("no panel queries %s", want)
