@@ -118,7 +118,7 @@ func serve(ctx context.Context, log *zap.Logger, cfg Config, awsOpts awsclient.O
 	}
 	if cfg.QueueStatsInterval > 0 {
 		// Here too: the backlog must show while every worker is down.
-		stats, err := queueStats(ctx, cfg, clients, queueURL, reg, log)
+		stats, err := queuestats.New(clients.SQS, queueURL, dlqURL, cfg.QueueStatsInterval, cfg.BackendTimeout, reg, log)
 		if err != nil {
 			return err
 		}
@@ -245,16 +245,4 @@ func shutdownTraces(log *zap.Logger, p *tracing.Provider) {
 	if err := p.Shutdown(ctx); err != nil {
 		log.Warn("flushing traces failed", zap.Error(err))
 	}
-}
-
-// queueStats returns the poller of the queue's and the DLQ's depths.
-func queueStats(ctx context.Context, cfg Config, clients *awsclient.Clients, queueURL string, reg prometheus.Registerer,
-	log *zap.Logger) (*queuestats.Poller, error) {
-	rctx, cancel := context.WithTimeout(ctx, cfg.BackendTimeout)
-	defer cancel()
-	dlqURL, err := resources.DeadLetterURL(rctx, clients.SQS, queueURL)
-	if err != nil {
-		return nil, fmt.Errorf("dead-letter queue (for WAHOOK_QUEUE_STATS_INTERVAL): %w", err)
-	}
-	return queuestats.New(clients.SQS, queueURL, dlqURL, cfg.QueueStatsInterval, cfg.BackendTimeout, reg, log)
 }

@@ -326,7 +326,6 @@ func entrySize(it *item) int {
 		len(envelope.AttrKey) + typ + len(it.event.Key) +
 		len(envelope.AttrKind) + typ + len(it.event.Kind) +
 		tracing.TraceparentBytes // when traces are on
-
 }
 
 func (p *Pipeline) sendBatch(ctx context.Context, batch []*item, log *zap.Logger) {
