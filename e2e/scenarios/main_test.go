@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"os"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -113,4 +114,49 @@ func checkProcessed(t *testing.T, s *harness.Stack, completed int) {
 		t.Errorf("workers' health: processed_count %d - %d duplicate deliveries = %d, want the %d events done in the ledger",
 			processed, int64(dups), got, completed)
 	}
+}
+
+// spread is a Meta-style delivery run in the background: each body retried
+// until a 200, first attempts spread over the first half of a window.
+type spread struct {
+	wg         sync.WaitGroup
+	mu         sync.Mutex
+	deliveries []harness.Delivery
+	errs       []error
+	cancel     context.CancelFunc
+}
+
+// deliverSpread starts delivering bodies through c, giving up two minutes
+// after window.
+func deliverSpread(ctx context.Context, c *harness.Client, bodies [][]byte, window time.Duration) *spread {
+	sp := &spread{}
+	ctx, sp.cancel = context.WithTimeout(ctx, window+2*time.Minute)
+	for i, b := range bodies {
+		sp.wg.Go(func() {
+			select {
+			case <-time.After(time.Duration(i) * window / time.Duration(2*len(bodies))):
+			case <-ctx.Done():
+			}
+			d, err := c.Deliver(ctx, b)
+			sp.mu.Lock()
+			defer sp.mu.Unlock()
+			sp.deliveries = append(sp.deliveries, d)
+			if err != nil {
+				sp.errs = append(sp.errs, err)
+			}
+		})
+	}
+	return sp
+}
+
+// wait returns every delivery once all are accepted, failing the test for
+// any that never was.
+func (sp *spread) wait(t *testing.T) []harness.Delivery {
+	t.Helper()
+	sp.wg.Wait()
+	sp.cancel()
+	if len(sp.errs) > 0 {
+		t.Fatalf("%d webhooks never accepted: %v", len(sp.errs), sp.errs[0])
+	}
+	return sp.deliveries
 }

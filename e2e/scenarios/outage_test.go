@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
@@ -56,30 +55,8 @@ func TestDynamoDBOutage(t *testing.T) {
 	// until a 200, long after the outage if need be.
 	during := g.Batches(g.Messages(40), 4)
 	keys = append(keys, keysOf(during)...)
-	var (
-		wg         sync.WaitGroup
-		mu         sync.Mutex
-		deliveries []harness.Delivery
-		errs       []error
-	)
-	mctx, mcancel := context.WithTimeout(ctx, outage+2*time.Minute)
-	defer mcancel()
-	for i, b := range bodiesOf(during) {
-		wg.Go(func() {
-			// Spread the first attempts over the outage.
-			select {
-			case <-time.After(time.Duration(i) * outage / time.Duration(2*len(during))):
-			case <-mctx.Done():
-			}
-			d, err := c.Deliver(mctx, b)
-			mu.Lock()
-			deliveries = append(deliveries, d)
-			if err != nil {
-				errs = append(errs, err)
-			}
-			mu.Unlock()
-		})
-	}
+	// First attempts spread over the outage.
+	sp := deliverSpread(ctx, c, bodiesOf(during), outage)
 
 	// Health while cut: ingest degraded or unhealthy, DynamoDB disconnected.
 	harness.Eventually(t, outage, "ingest reports DynamoDB down", func(ctx context.Context) error {
@@ -121,10 +98,7 @@ func TestDynamoDBOutage(t *testing.T) {
 		}
 	}
 	restoredAt := time.Now()
-	wg.Wait()
-	if len(errs) > 0 {
-		t.Fatalf("%d webhooks never accepted: %v", len(errs), errs[0])
-	}
+	deliveries := sp.wait(t)
 	accepted := time.Since(restoredAt)
 
 	// Every answer whose whole life fell inside the outage must be a 503.

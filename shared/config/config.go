@@ -51,6 +51,9 @@ type Common struct {
 	// Pprof serves Go's runtime profiles under /debug/pprof/ on the service's
 	// own HTTP port (benchmarks, investigations; off in production).
 	Pprof bool `env:"WAHOOK_PPROF" envDefault:"false"`
+	// QueueStatsInterval is how often the queue's and the DLQ's depths are
+	// read for /metrics (GetQueueAttributes); 0 turns it off.
+	QueueStatsInterval time.Duration `env:"WAHOOK_QUEUE_STATS_INTERVAL" envDefault:"15s"`
 }
 
 // DeadLetterName is the DLQ name auto-provision uses.
@@ -97,6 +100,9 @@ func (c Common) Validate() error {
 	}
 	if c.BackendTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("WAHOOK_BACKEND_TIMEOUT: %s must be positive", c.BackendTimeout))
+	}
+	if c.QueueStatsInterval < 0 || (c.QueueStatsInterval > 0 && c.QueueStatsInterval < time.Second) {
+		errs = append(errs, fmt.Errorf("WAHOOK_QUEUE_STATS_INTERVAL: %s must be 0s (off) or at least 1s", c.QueueStatsInterval))
 	}
 	return errors.Join(errs...)
 }

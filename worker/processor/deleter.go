@@ -2,12 +2,14 @@ package processor
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/wahook/wahook/shared/awserr"
@@ -17,6 +19,8 @@ import (
 type deletion struct {
 	receipt string
 	log     *zap.Logger
+	ctx     context.Context // the message's span, when traced; nil for none
+	span    trace.Span      // the delete's span, from add until the queue answers
 }
 
 // deleter batches one processor's deletes into DeleteMessageBatch calls of up
@@ -32,7 +36,12 @@ func newDeleter(p *processor) *deleter {
 }
 
 // add queues a delete. It must not be called after close.
-func (d *deleter) add(del deletion) { d.in <- del }
+func (d *deleter) add(del deletion) {
+	if del.ctx != nil {
+		_, del.span = d.p.startDelete(del.ctx)
+	}
+	d.in <- del
+}
 
 // close flushes what is queued and waits for it.
 func (d *deleter) close() {
@@ -94,6 +103,7 @@ func (d *deleter) flush(batch []deletion) {
 	if err != nil {
 		p.metrics.deletes.WithLabelValues("error").Add(float64(len(batch)))
 		for _, del := range batch {
+			endDelete(del.span, err)
 			del.log.Error("delete message failed; it will come back and be deleted as a duplicate",
 				zap.Bool("transient", awserr.Transient(err)), zap.Error(err))
 		}
@@ -105,11 +115,13 @@ func (d *deleter) flush(batch []deletion) {
 	}
 	for i, del := range batch {
 		if f, ok := failed["m"+strconv.Itoa(i)]; ok {
+			endDelete(del.span, fmt.Errorf("delete refused: %s", aws.ToString(f.Code)))
 			p.metrics.deletes.WithLabelValues("error").Inc()
 			del.log.Error("delete message failed; it will come back and be deleted as a duplicate",
 				zap.String("code", aws.ToString(f.Code)), zap.String("reason", aws.ToString(f.Message)))
 			continue
 		}
+		endDelete(del.span, nil)
 		p.metrics.deletes.WithLabelValues("ok").Inc()
 		del.log.Debug("message deleted")
 	}

@@ -109,7 +109,8 @@ func messageGroup(m sqstypes.Message) string {
 
 // systemAttributes are the system attributes a receive asks for.
 func (pr *processor) systemAttributes() []sqstypes.MessageSystemAttributeName {
-	names := []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameApproximateReceiveCount}
+	names := []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameApproximateReceiveCount,
+		sqstypes.MessageSystemAttributeNameSentTimestamp} // the receive-age metric
 	if pr.fifo() {
 		names = append(names, sqstypes.MessageSystemAttributeNameMessageGroupId)
 	}

@@ -14,12 +14,14 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/wahook/wahook/shared/awserr"
 	"github.com/wahook/wahook/shared/envelope"
 	"github.com/wahook/wahook/shared/ledger"
 	"github.com/wahook/wahook/shared/logging"
+	"github.com/wahook/wahook/shared/tracing"
 )
 
 // handle takes one message through decode, claim, handler and the write that
@@ -34,6 +36,8 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, rece
 		pr.inFlight.Add(-1)
 		pr.metrics.inFlight.Dec()
 	}()
+	hard, span := pr.startProcess(hard, m)
+	defer span.End()
 	receipt := aws.ToString(m.ReceiptHandle)
 	log := pr.log.With(logging.MessageID(aws.ToString(m.MessageId)))
 	body := []byte(aws.ToString(m.Body))
@@ -42,6 +46,7 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, rece
 		pr.poison(m, err, log)
 		return false
 	}
+	span.SetAttributes(tracing.AttrEventKey.String(env.Key), tracing.AttrEventKind.String(string(env.Kind)))
 	log = log.With(logging.Key(env.Key))
 	if stop.Err() != nil {
 		// Shutting down before the claim: hand the message to another worker now.
@@ -59,7 +64,9 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, rece
 	// One token for every retry of this delivery's claim: a retry after a
 	// timeout whose write landed is then recognised as ours, not refused.
 	token := rand.Text()
-	claim, err := pr.claim(hard, m, env, token, log)
+	claimCtx, claimSpan := pr.startSpan(hard, "claim")
+	claim, err := pr.claim(claimCtx, m, env, token, log)
+	endSpan(claimSpan, err)
 	var refused *ledger.ClaimRefusedError
 	switch {
 	case err == nil:
@@ -70,7 +77,7 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, rece
 		pr.metrics.duplicates.Inc()
 		pr.result(ResultDuplicate)
 		log.Info("duplicate delivery: event already finished; deleting the message", zap.String("state", string(refused.State)))
-		pr.del.add(deletion{receipt: receipt, log: log})
+		pr.del.add(deletion{receipt: receipt, log: log, ctx: hard})
 		return true
 	case errors.As(err, &refused):
 		// Another processor holds a live lease: look again when it runs out.
@@ -94,13 +101,14 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, rece
 	}
 
 	log = log.With(logging.Attempt(claim.Attempt))
+	span.SetAttributes(tracing.AttrAttempt.Int(claim.Attempt))
 	ev := Event{
 		Envelope: env, Body: body, Attempt: claim.Attempt, ProcessorID: pr.id,
 		MessageID: aws.ToString(m.MessageId), ReceiveCount: receiveCount(m),
 	}
 	// The results are recorded even when the grace period is over, within
 	// final's short bound.
-	w := pr.final
+	w := trace.ContextWithSpan(pr.final, span)
 	// Both bounds count within the claim's series: an operator's reopen of
 	// a failed event starts a new one (ledger.Claim.SeriesStart).
 	if n := claim.Interrupted(); n > pr.opts.MaxInterruptions {
@@ -128,7 +136,9 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, rece
 		pr.result(ResultLeaseLost)
 		log.Warn("lease lost while the handler ran; not completing, not deleting", zap.NamedError("handler_error", herr))
 	case herr == nil:
-		err := pr.retryResult(w, "complete", func(ctx context.Context) error { return pr.deps.Ledger.Complete(ctx, claim) })
+		completeCtx, completeSpan := pr.startSpan(w, "complete")
+		err := pr.retryResult(completeCtx, "complete", func(ctx context.Context) error { return pr.deps.Ledger.Complete(ctx, claim) })
+		endSpan(completeSpan, err)
 		if pr.ledgerWriteFailed(err, "complete", log) {
 			if !errors.Is(err, ledger.ErrLeaseLost) {
 				// The run happened; only its record failed. Its copy finds the
@@ -139,7 +149,7 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, rece
 		}
 		pr.result(ResultDone)
 		log.Info("event done")
-		pr.del.add(deletion{receipt: receipt, log: log})
+		pr.del.add(deletion{receipt: receipt, log: log, ctx: w})
 		return true
 	case hard.Err() != nil:
 		pr.giveBack(w, claim, receipt, 0, receivedAt, "shutdown: "+herr.Error(), ResultShutdown, log)

@@ -510,3 +510,26 @@ func (e *env) startWithLedgerDown(t *testing.T, n, processors int, probeMax time
 	}), func(d *processor.Deps) { d.Ledger = store })
 	return flaky, inv, r
 }
+
+// awaitDoneOnce waits up to timeout for events key(0)..key(n-1) to be done and
+// the queue drained, then checks each handler ran once and nothing was
+// dead-lettered.
+func (e *env) awaitDoneOnce(t *testing.T, inv *invocations, n int, timeout time.Duration) {
+	t.Helper()
+	eventually(t, timeout, "the events to be done", func() bool {
+		for i := range n {
+			if it, _ := e.item(webhook.MessageKey(key(i))); it.State != ledger.StateDone {
+				return false
+			}
+		}
+		return e.depth(e.queueURL) == 0
+	})
+	for i := range n {
+		if runs := inv.of(webhook.MessageKey(key(i))); len(runs) != 1 {
+			t.Errorf("%s: handler ran %d times, want 1", key(i), len(runs))
+		}
+	}
+	if got := e.depth(e.dlqURL); got != 0 {
+		t.Errorf("dead-letter queue holds %d, want 0", got)
+	}
+}

@@ -2,7 +2,10 @@ package processor
 
 import (
 	"fmt"
+	"strconv"
+	"time"
 
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -57,6 +60,7 @@ type Metrics struct {
 	backendErrors   *prometheus.CounterVec
 	resent          prometheus.Counter
 	abandoned       prometheus.Counter
+	receiveAge      prometheus.Histogram
 }
 
 // NewMetrics creates the metrics and registers them on reg (use a private
@@ -98,12 +102,40 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Message deletes, by result (ok, error)."}, []string{"result"}),
 		backendErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "backend_errors_total",
 			Help: "Failed ledger and queue calls, by operation."}, []string{"op"}),
+		receiveAge: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "receive_age_seconds",
+			Help:    "Age of a message when received: from SQS's SentTimestamp to the receive (every receive of it, retries included).",
+			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400}}),
 	}
 	for _, c := range []prometheus.Collector{m.events, m.duplicates, m.claimConflicts, m.leasesLost, m.heartbeats,
-		m.handlerDuration, m.inFlight, m.breakerOpen, m.received, m.receiveErrors, m.deadLettered, m.reopened, m.deletes, m.backendErrors, m.resent, m.abandoned} {
+		m.handlerDuration, m.inFlight, m.breakerOpen, m.received, m.receiveErrors, m.deadLettered, m.reopened, m.deletes, m.backendErrors, m.resent, m.abandoned,
+		m.receiveAge} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register worker metrics: %w", err)
 		}
 	}
+	// Every known label value exported from the start, as 0: a dashboard
+	// then shows "none yet" instead of "no data".
+	for _, r := range []string{ResultDone, ResultRetry, ResultFailed, ResultPoison, ResultDuplicate, ResultConflict,
+		ResultLeaseLost, ResultShutdown, ResultBackendError} {
+		m.events.WithLabelValues(r)
+	}
+	for _, r := range []string{"ok", "error", "lease_lost"} {
+		m.heartbeats.WithLabelValues(r)
+	}
+	for _, r := range []string{ResultPoison, ResultFailed} {
+		m.deadLettered.WithLabelValues(r)
+	}
 	return m, nil
+}
+
+// observeAge records each message's age at receive from its SentTimestamp
+// (epoch milliseconds); a message without one is skipped.
+func (m *Metrics) observeAge(msgs []sqstypes.Message, now time.Time) {
+	for _, msg := range msgs {
+		ms, err := strconv.ParseInt(msg.Attributes[string(sqstypes.MessageSystemAttributeNameSentTimestamp)], 10, 64)
+		if err != nil {
+			continue
+		}
+		m.receiveAge.Observe(max(0, now.Sub(time.UnixMilli(ms)).Seconds()))
+	}
 }

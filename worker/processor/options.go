@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/wahook/wahook/shared/ledger"
@@ -43,6 +44,9 @@ type Deps struct {
 	Metrics *Metrics
 	// Log defaults to a no-op logger.
 	Log *zap.Logger
+	// Tracer starts the spans of each message's handling (default: a no-op
+	// tracer).
+	Tracer trace.Tracer
 	// Probe checks that the ledger answers again while the breaker is open
 	// (default: Ledger.Probe, a conditional write like the ones that failed).
 	Probe func(ctx context.Context) error

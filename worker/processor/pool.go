@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace/noop"
 	"go.uber.org/zap"
 
 	"github.com/wahook/wahook/shared/logging"
@@ -58,6 +59,9 @@ func New(opts Options, deps Deps) (*Pool, error) {
 			return nil, err
 		}
 		deps.Metrics = m
+	}
+	if deps.Tracer == nil {
+		deps.Tracer = noop.NewTracerProvider().Tracer(tracerName)
 	}
 	if deps.Probe == nil {
 		deps.Probe = deps.Ledger.Probe

@@ -496,22 +496,7 @@ func TestBreakerStopsReceivingWhileLedgerDown(t *testing.T) {
 
 	flaky.down.Store(false)
 	eventually(t, 5*time.Second, "the breaker to close", func() bool { return r.pool.Breaker() == processor.BreakerClosed })
-	eventually(t, 15*time.Second, "the events to be done", func() bool {
-		for i := range n {
-			if it, _ := e.item(webhook.MessageKey(key(i))); it.State != ledger.StateDone {
-				return false
-			}
-		}
-		return e.depth(e.queueURL) == 0
-	})
-	for i := range n {
-		if runs := inv.of(webhook.MessageKey(key(i))); len(runs) != 1 {
-			t.Errorf("%s: handler ran %d times, want 1", key(i), len(runs))
-		}
-	}
-	if got := e.depth(e.dlqURL); got != 0 {
-		t.Errorf("dead-letter queue holds %d, want 0", got)
-	}
+	e.awaitDoneOnce(t, inv, n, 15*time.Second)
 	if got := metric(t, r.reg, "wahook_worker_breaker_open", nil); got != 0 {
 		t.Errorf("breaker_open gauge %v, want 0", got)
 	}
@@ -575,22 +560,7 @@ func TestHalfOpenReceivesOneMessageAtATime(t *testing.T) {
 
 	flaky.eventsDown.Store(false)
 	eventually(t, 5*time.Second, "the breaker to close", func() bool { return r.pool.Breaker() == processor.BreakerClosed })
-	eventually(t, 20*time.Second, "the events to be done", func() bool {
-		for i := range n {
-			if it, _ := e.item(webhook.MessageKey(key(i))); it.State != ledger.StateDone {
-				return false
-			}
-		}
-		return e.depth(e.queueURL) == 0
-	})
-	for i := range n {
-		if runs := inv.of(webhook.MessageKey(key(i))); len(runs) != 1 {
-			t.Errorf("%s: handler ran %d times, want 1", key(i), len(runs))
-		}
-	}
-	if got := e.depth(e.dlqURL); got != 0 {
-		t.Errorf("dead-letter queue holds %d, want 0", got)
-	}
+	e.awaitDoneOnce(t, inv, n, 20*time.Second)
 }
 
 // Writes throttled, reads fine: the breaker's probe is a conditional write, so
@@ -617,20 +587,5 @@ func TestBreakerProbeWritesWhileWritesFail(t *testing.T) {
 		t.Errorf("%d probe writes in two seconds, want several", got)
 	}
 	flaky.writesDown.Store(false)
-	eventually(t, 20*time.Second, "the events to be done", func() bool {
-		for i := range n {
-			if it, _ := e.item(webhook.MessageKey(key(i))); it.State != ledger.StateDone {
-				return false
-			}
-		}
-		return e.depth(e.queueURL) == 0
-	})
-	for i := range n {
-		if runs := inv.of(webhook.MessageKey(key(i))); len(runs) != 1 {
-			t.Errorf("%s: handler ran %d times, want 1", key(i), len(runs))
-		}
-	}
-	if got := e.depth(e.dlqURL); got != 0 {
-		t.Errorf("dead-letter queue holds %d, want 0", got)
-	}
+	e.awaitDoneOnce(t, inv, n, 20*time.Second)
 }

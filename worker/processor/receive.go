@@ -78,6 +78,7 @@ func (pr *processor) run(stop, hard, final context.Context) {
 		if len(msgs) > 0 {
 			pr.state.Store(StateProcessing)
 			pr.metrics.received.Add(float64(len(msgs)))
+			pr.metrics.observeAge(msgs, time.Now())
 			pr.handleBatch(stop, hard, msgs, receivedAt)
 		}
 		if trial {

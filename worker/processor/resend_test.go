@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/wahook/wahook/shared/ledger"
-	"github.com/wahook/wahook/shared/webhook"
 	"github.com/wahook/wahook/worker/processor"
 )
 
@@ -45,20 +44,5 @@ func TestBackendTroubleAtLastReceiveResends(t *testing.T) {
 		t.Fatalf("dead-letter queue holds %d while writes fail, want 0", got)
 	}
 	flaky.writesDown.Store(false)
-	eventually(t, 20*time.Second, "the events to be done", func() bool {
-		for i := range n {
-			if it, _ := e.item(webhook.MessageKey(key(i))); it.State != ledger.StateDone {
-				return false
-			}
-		}
-		return e.depth(e.queueURL) == 0
-	})
-	for i := range n {
-		if runs := inv.of(webhook.MessageKey(key(i))); len(runs) != 1 {
-			t.Errorf("%s: handler ran %d times, want 1", key(i), len(runs))
-		}
-	}
-	if got := e.depth(e.dlqURL); got != 0 {
-		t.Errorf("dead-letter queue holds %d, want 0", got)
-	}
+	e.awaitDoneOnce(t, inv, n, 20*time.Second)
 }

@@ -59,5 +59,5 @@ func (pr *processor) fail(ctx context.Context, m sqstypes.Message, claim ledger.
 	}
 	pr.result(ResultFailed)
 	log.Error("event failed for good; dead-lettered", zap.Error(cause))
-	pr.del.add(deletion{receipt: aws.ToString(m.ReceiptHandle), log: log})
+	pr.del.add(deletion{receipt: aws.ToString(m.ReceiptHandle), log: log, ctx: ctx})
 }

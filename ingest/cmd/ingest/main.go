@@ -28,7 +28,9 @@ import (
 	"github.com/wahook/wahook/shared/ledger"
 	"github.com/wahook/wahook/shared/logging"
 	"github.com/wahook/wahook/shared/profiling"
+	"github.com/wahook/wahook/shared/queuestats"
 	"github.com/wahook/wahook/shared/resources"
+	"github.com/wahook/wahook/shared/tracing"
 )
 
 // HTTP server limits. Reading a 3 MB body from Meta takes far less than
@@ -104,16 +106,36 @@ func serve(ctx context.Context, log *zap.Logger, cfg Config, awsOpts awsclient.O
 	if err != nil {
 		return err
 	}
+	traces, err := tracing.New(ctx, "wahook-ingest")
+	if err != nil {
+		return err
+	}
+	defer shutdownTraces(log, traces)
+	tracer := traces.Tracer("github.com/wahook/wahook/ingest")
 	reg := prometheus.NewRegistry()
 	m, err := metrics.New(reg)
 	if err != nil {
 		return err
 	}
+	if cfg.QueueStatsInterval > 0 {
+		// Here too: the backlog must show while every worker is down.
+		stats, err := queuestats.New(clients.SQS, queueURL, dlqURL, cfg.QueueStatsInterval, cfg.BackendTimeout, reg, log)
+		if err != nil {
+			return err
+		}
+		defer stats.Start(ctx)()
+	}
+	for _, op := range []string{pipeline.OpAdmit, pipeline.OpMarkQueued, pipeline.OpRelease} {
+		m.KnownBackendOperation(metrics.BackendDynamoDB, op)
+	}
+	for _, op := range []string{pipeline.OpSendMessageBatch, pipeline.OpSendMessage} {
+		m.KnownBackendOperation(metrics.BackendSQS, op)
+	}
 	pipe, err := pipeline.New(store, clients.SQS, m, pipeline.Options{
 		QueueURL: queueURL, SendTimeout: cfg.SendTimeout, BackendTimeout: cfg.BackendTimeout,
 		Concurrency: cfg.AdmitConcurrency, SendConcurrency: cfg.SendConcurrency, RenewEvery: cfg.ResendWindow / 3,
 		MaxMessageBytes: limits.QueueMaxMessageBytes,
-		DeadLetterURL:   dlqURL, DeadLetters: clients.SQS, DeadLetterMaxBytes: limits.DLQMaxMessageBytes,
+		DeadLetterURL:   dlqURL, DeadLetters: clients.SQS, DeadLetterMaxBytes: limits.DLQMaxMessageBytes, Tracer: tracer,
 	})
 	if err != nil {
 		return err
@@ -125,7 +147,7 @@ func serve(ctx context.Context, log *zap.Logger, cfg Config, awsOpts awsclient.O
 	handler, err := server.New(server.Options{
 		AppSecrets: creds.AppSecrets, InsecureSkipSignature: cfg.InsecureSkipSignature,
 		VerifyTokens: creds.VerifyTokens, BodyLimit: cfg.BodyLimit,
-	}, server.Deps{Processor: pipe, Checker: checker, Metrics: m, Gatherer: reg, Log: log})
+	}, server.Deps{Processor: pipe, Checker: checker, Metrics: m, Gatherer: reg, Log: log, Tracer: tracer})
 	if err != nil {
 		return err
 	}
@@ -216,4 +238,13 @@ func lifetime(ctx context.Context, log *zap.Logger, cfg Config, clients *awsclie
 		return "", resources.QueueLimits{}, err
 	}
 	return dlqURL, limits, nil
+}
+
+// shutdownTraces flushes the spans not yet exported, within a bound.
+func shutdownTraces(log *zap.Logger, p *tracing.Provider) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.Shutdown(ctx); err != nil {
+		log.Warn("flushing traces failed", zap.Error(err))
+	}
 }

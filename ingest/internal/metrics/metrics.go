@@ -159,3 +159,9 @@ func (m *Metrics) SignatureMatched(index int) {
 func (m *Metrics) VerifyTokenMatched(index int) {
 	m.tokenMatches.WithLabelValues(strconv.Itoa(index)).Inc()
 }
+
+// KnownBackendOperation exports backend errors for one operation as 0 from the
+// start, so that a dashboard shows "none yet" rather than "no data".
+func (m *Metrics) KnownBackendOperation(backend, operation string) {
+	m.backendErrors.WithLabelValues(backend, operation)
+}

@@ -20,6 +20,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -50,6 +52,7 @@ type options struct {
 	inFlightWait time.Duration
 	concurrency  int
 	sendTimeout  time.Duration
+	tracer       trace.TracerProvider // default: no tracing
 }
 
 // stack is one test's ingest: its own table and queue on the shared emulators,
@@ -111,9 +114,12 @@ func newStack(t *testing.T, o options) *stack {
 		t.Fatal(err)
 	}
 	q := &recordingQueue{next: clients.SQS}
+	if o.tracer == nil {
+		o.tracer = noop.NewTracerProvider()
+	}
 	pipe, err := pipeline.New(store, q, m, pipeline.Options{QueueURL: prov.QueueURL, Concurrency: o.concurrency,
 		RenewEvery: o.resendWindow / 3, SendTimeout: o.sendTimeout,
-		DeadLetterURL: prov.DLQURL, DeadLetters: clients.SQS})
+		DeadLetterURL: prov.DLQURL, DeadLetters: clients.SQS, Tracer: o.tracer.Tracer("test")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +128,7 @@ func newStack(t *testing.T, o options) *stack {
 		"sqs":      health.SQS(clients.SQS, prov.QueueURL),
 	})
 	h, err := server.New(server.Options{AppSecret: secret}, server.Deps{
-		Processor: pipe, Checker: checker, Metrics: m, Gatherer: reg, Log: log,
+		Processor: pipe, Checker: checker, Metrics: m, Gatherer: reg, Log: log, Tracer: o.tracer.Tracer("test"),
 	})
 	if err != nil {
 		t.Fatal(err)

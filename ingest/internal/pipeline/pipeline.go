@@ -24,12 +24,16 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"go.uber.org/zap"
 
 	"github.com/wahook/wahook/ingest/internal/metrics"
 	"github.com/wahook/wahook/shared/envelope"
 	"github.com/wahook/wahook/shared/ledger"
 	"github.com/wahook/wahook/shared/logging"
+	"github.com/wahook/wahook/shared/tracing"
 	"github.com/wahook/wahook/shared/webhook"
 )
 
@@ -107,6 +111,8 @@ type Options struct {
 	// DeadLetterMaxBytes is the DLQ's MaximumMessageSize (default
 	// MaxMessageBytes): a larger raw event is cut to fit.
 	DeadLetterMaxBytes int
+	// Tracer starts the admission and send spans (default: a no-op tracer).
+	Tracer trace.Tracer
 }
 
 // Result counts what became of a webhook's events. Received = Queued +
@@ -130,6 +136,9 @@ type Pipeline struct {
 	metrics *metrics.Metrics
 	opts    Options
 	fifo    bool
+
+	queueName  string
+	queueAttrs []attribute.KeyValue
 }
 
 // New returns a Pipeline.
@@ -168,7 +177,12 @@ func New(l Ledger, q Queue, m *metrics.Metrics, opts Options) (*Pipeline, error)
 	if opts.DeadLetterMaxBytes <= 0 {
 		opts.DeadLetterMaxBytes = opts.MaxMessageBytes
 	}
-	return &Pipeline{ledger: l, queue: q, metrics: m, opts: opts, fifo: strings.HasSuffix(opts.QueueURL, ".fifo")}, nil
+	if opts.Tracer == nil {
+		opts.Tracer = noop.NewTracerProvider().Tracer("")
+	}
+	qa := tracing.QueueAttributes(opts.QueueURL)
+	return &Pipeline{ledger: l, queue: q, metrics: m, opts: opts, fifo: strings.HasSuffix(opts.QueueURL, ".fifo"),
+		queueName: qa[1].Value.AsString(), queueAttrs: qa}, nil
 }
 
 // outcome is what became of one event.
@@ -190,6 +204,9 @@ type item struct {
 	body    []byte
 	sent    bool
 	outcome outcome
+	span    trace.Span // the send's span, from the send until the queue answers
+	// admitSpan is a contested event's admission span, open until Await decides.
+	admitSpan trace.Span
 }
 
 // Process takes a batch to the queue. Admission runs under ctx (the request's
@@ -246,6 +263,10 @@ func (p *Pipeline) Process(ctx context.Context, b *webhook.Batch, log *zap.Logge
 		adms, errs := p.ledger.Await(ctx, tried, func(i int, r ledger.Receipt) {
 			it := contested[i]
 			it.receipt = &r
+			if it.admitSpan != nil { // before the outbox may settle it
+				endAdmit(it.admitSpan, it)
+				it.admitSpan = nil
+			}
 			if r.TakenOver {
 				log.Warn("event was left received by a request that stopped renewing it (crashed, or its write timed out); sending it again",
 					logging.Key(it.event.Key))
@@ -296,12 +317,16 @@ func (p *Pipeline) Process(ctx context.Context, b *webhook.Batch, log *zap.Logge
 // acquire writes it's ledger item; it reports exists, with the receipt tried,
 // when another request has the key already.
 func (p *Pipeline) acquire(ctx context.Context, it *item, log *zap.Logger) (ledger.Receipt, bool) {
+	ctx, span := p.startAdmit(ctx, it)
 	r, err := p.ledger.Acquire(ctx, it.event.Key)
+	if errors.Is(err, ledger.ErrExists) {
+		it.admitSpan = span // ended when Await has decided (decided)
+		return r, true
+	}
+	defer endAdmit(span, it)
 	switch {
 	case err == nil:
 		it.receipt = &r
-	case errors.Is(err, ledger.ErrExists):
-		return r, true
 	default:
 		it.outcome = failed
 		if ctx.Err() == nil {
@@ -327,6 +352,9 @@ func (p *Pipeline) acquire(ctx context.Context, it *item, log *zap.Logger) (ledg
 
 // decided records what Await made of a contested event.
 func (p *Pipeline) decided(ctx context.Context, it *item, adm ledger.Admission, err error, log *zap.Logger) {
+	if it.admitSpan != nil {
+		defer endAdmit(it.admitSpan, it)
+	}
 	key := it.event.Key
 	switch {
 	case adm.Receipt != nil:
@@ -539,7 +567,8 @@ func entrySize(it *item) int {
 	const typ = len("String")
 	return len(it.body) +
 		len(envelope.AttrKey) + typ + len(it.event.Key) +
-		len(envelope.AttrKind) + typ + len(it.event.Kind)
+		len(envelope.AttrKind) + typ + len(it.event.Kind) +
+		tracing.TraceparentBytes // when traces are on
 }
 
 func (p *Pipeline) sendBatch(ctx context.Context, batch []*item, log *zap.Logger) {
@@ -553,6 +582,7 @@ func (p *Pipeline) sendBatch(ctx context.Context, batch []*item, log *zap.Logger
 				envelope.AttrKind: {DataType: aws.String("String"), StringValue: aws.String(string(it.event.Kind))},
 			},
 		}
+		p.startSend(ctx, it, entries[i].MessageAttributes)
 		if p.fifo {
 			entries[i].MessageGroupId = aws.String(it.env.GroupID())
 			entries[i].MessageDeduplicationId = aws.String(it.env.DeduplicationID())
@@ -560,7 +590,9 @@ func (p *Pipeline) sendBatch(ctx context.Context, batch []*item, log *zap.Logger
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.opts.SendTimeout)
 	defer cancel()
+	ids := make(map[*item]string, len(batch))
 	out, err := p.queue.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(p.opts.QueueURL), Entries: entries})
+	defer func() { endSends(batch, ids, err) }()
 	if err != nil {
 		p.metrics.BackendError(metrics.BackendSQS, OpSendMessageBatch)
 		for _, it := range batch {
@@ -578,6 +610,7 @@ func (p *Pipeline) sendBatch(ctx context.Context, batch []*item, log *zap.Logger
 	for _, s := range out.Successful {
 		if it, ok := entry(s.Id); ok {
 			it.sent = true
+			ids[it] = messageID(s)
 			log.Debug("sent to queue", logging.Key(it.event.Key), logging.MessageID(aws.ToString(s.MessageId)))
 		}
 	}

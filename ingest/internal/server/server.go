@@ -11,6 +11,8 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"go.uber.org/zap"
 
 	"github.com/wahook/wahook/ingest/internal/metrics"
@@ -69,6 +71,8 @@ type Deps struct {
 	Metrics   *metrics.Metrics
 	Gatherer  prometheus.Gatherer
 	Log       *zap.Logger
+	// Tracer starts the webhook request's span (default: a no-op tracer).
+	Tracer trace.Tracer
 }
 
 type server struct {
@@ -132,6 +136,9 @@ func New(opts Options, deps Deps) (*echo.Echo, error) {
 	s.tokens = tokens
 	deps.Metrics.Credentials(len(opts.AppSecrets), len(opts.VerifyTokens))
 
+	if deps.Tracer == nil {
+		deps.Tracer = noop.NewTracerProvider().Tracer("")
+	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
@@ -150,6 +157,7 @@ func New(opts Options, deps Deps) (*echo.Echo, error) {
 			},
 			DisableErrorHandler: true, // the access log hands the error to handleError
 		}),
+		traceWebhook(deps.Tracer),
 	)
 	e.GET(PathWebhook, s.verify)
 	e.POST(PathWebhook, s.receive)

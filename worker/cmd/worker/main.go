@@ -30,7 +30,9 @@ import (
 	"github.com/wahook/wahook/shared/ledger"
 	"github.com/wahook/wahook/shared/logging"
 	"github.com/wahook/wahook/shared/profiling"
+	"github.com/wahook/wahook/shared/queuestats"
 	"github.com/wahook/wahook/shared/resources"
+	"github.com/wahook/wahook/shared/tracing"
 	"github.com/wahook/wahook/worker/handlers/audit"
 	"github.com/wahook/wahook/worker/handlers/forward"
 	"github.com/wahook/wahook/worker/handlers/store"
@@ -147,6 +149,11 @@ func run(ctx context.Context, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	traces, err := tracing.New(ctx, "wahook-worker")
+	if err != nil {
+		return err
+	}
+	defer shutdownTraces(log, traces)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics, err := processor.NewMetrics(reg)
@@ -171,9 +178,18 @@ func run(ctx context.Context, log *zap.Logger) error {
 		BackendTimeout:    cfg.BackendTimeout,
 		BreakerThreshold:  cfg.BreakerThreshold,
 		MaxMessageBytes:   limits.DLQMaxMessageBytes,
-	}, processor.Deps{Ledger: ledgerStore, Queue: clients.SQS, Handler: handler, Metrics: metrics, Log: log})
+	}, processor.Deps{Ledger: ledgerStore, Queue: clients.SQS, Handler: handler, Metrics: metrics, Log: log,
+		Tracer: traces.Tracer("github.com/wahook/wahook/worker")})
 	if err != nil {
 		return err
+	}
+
+	if cfg.QueueStatsInterval > 0 {
+		stats, err := queuestats.New(clients.SQS, queueURL, dlqURL, cfg.QueueStatsInterval, cfg.BackendTimeout, reg, log)
+		if err != nil {
+			return err
+		}
+		defer stats.Start(ctx)()
 	}
 
 	checker := health.NewChecker(2*time.Second, map[string]health.Check{
@@ -292,10 +308,19 @@ func buildHandler(cfg config.Config, clients *awsclient.Clients) (processor.Hand
 		if err != nil {
 			return nil, fmt.Errorf("handler %s: %w", name, err)
 		}
-		hs = append(hs, h)
+		hs = append(hs, processor.Traced(name, h))
 	}
 	if len(hs) == 1 {
 		return hs[0], nil
 	}
 	return processor.Chain(hs...), nil
+}
+
+// shutdownTraces flushes the spans not yet exported, within a bound.
+func shutdownTraces(log *zap.Logger, p *tracing.Provider) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.Shutdown(ctx); err != nil {
+		log.Warn("flushing traces failed", zap.Error(err))
+	}
 }

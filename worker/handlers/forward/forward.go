@@ -7,6 +7,7 @@
 //	Idempotency-Key: <event key>
 //	X-Wahook-Attempt: <attempt, the fencing token>
 //	X-Wahook-Signature-256: sha256=<hex HMAC-SHA256(secret, body)>
+//	traceparent: <W3C trace context of the handler's span, when traces are on>
 //
 // A 2xx answer is success; 408, 429, 5xx, timeouts and connection errors are
 // retried (a Retry-After header is honoured); any other answer is permanent.
@@ -28,7 +29,10 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/wahook/wahook/shared/logging"
+	"github.com/wahook/wahook/shared/tracing"
 	"github.com/wahook/wahook/worker/processor"
 )
 
@@ -148,6 +152,8 @@ func (h *Handler) Handle(ctx context.Context, ev processor.Event) error {
 	req.Header.Set(HeaderIdempotencyKey, ev.Key())
 	req.Header.Set(HeaderAttempt, strconv.Itoa(ev.Attempt))
 	req.Header.Set(HeaderSignature, Sign(h.secret, body))
+	// The handler's span (when traced) continues in the team's service.
+	tracing.Propagator.Inject(ctx, propagation.HeaderCarrier(req.Header))
 	resp, err := h.client.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
