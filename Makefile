@@ -21,12 +21,13 @@ test: tools lint
 	  echo "== go test -race $$m"; \
 	  (cd $$m && $(GO) test -race -count=1 -timeout 20m $(TESTFLAGS) ./...); \
 	done
-	@set -e; for b in $(E2E_BACKENDS); do \
+	@failed=""; for b in $(E2E_BACKENDS); do \
 	  echo "== go test -race -short e2e on $$b (the race suite in its CI form)"; \
 	  start=$$(date +%s); \
-	  (cd e2e && WAHOOK_E2E_BACKEND=$$b $(GO) test -race -short -count=1 -timeout 15m $(TESTFLAGS) ./...); \
+	  (cd e2e && WAHOOK_E2E_BACKEND=$$b $(GO) test -race -short -count=1 -timeout 15m $(TESTFLAGS) ./...) || failed="$$failed $$b"; \
 	  echo "== e2e on $$b took $$(($$(date +%s) - start))s"; \
-	done
+	done; \
+	if [ -n "$$failed" ]; then echo "== e2e FAILED on:$$failed"; exit 1; fi
 
 ## lint: gofmt, go vet in every module, a GOWORK=off build of each module, and actionlint on the GitHub workflow (offline; pinned in .ci/tools/go.mod).
 lint:
