@@ -117,7 +117,7 @@ func TestSQSEmulatorBehaviour(t *testing.T) {
 }
 
 // abandonAfter is how long a long poll runs before the test abandons it.
-const abandonAfter = 2 * time.Second
+const abandonAfter = 5 * time.Second
 
 type sqsMeasure struct {
 	t *testing.T
@@ -203,7 +203,7 @@ func (m *sqsMeasure) abandonedPollKept() bool {
 	}
 	// While the abandoned poll could still be open (20 s), a message sent is
 	// either received by the next poll or swallowed.
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(12 * time.Second)
 	for i := 0; time.Now().Before(deadline); i++ {
 		m.send(url, fmt.Sprintf("m%d", i))
 		got := m.receive(url, 1)
