@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Starts the local AWS emulators in the background (used by `make up`):
 #   dynalite  (DynamoDB, in memory) on $WAHOOK_DYNAMODB_HOST:$WAHOOK_DYNAMODB_PORT (127.0.0.1:4567)
-#   ElasticMQ (SQS, in memory)      on $WAHOOK_SQS_HOST:$WAHOOK_SQS_PORT           (127.0.0.1:9324)
+#   the SQS emulator WAHOOK_SQS names, on $WAHOOK_SQS_HOST:$WAHOOK_SQS_PORT:
+#     elasticmq (default): ElasticMQ, in memory           (127.0.0.1:9324)
+#     localstack:          LocalStack's SQS on the host   (127.0.0.1:4566; state in localstack/.run/localstack)
 # Waits until both answer an API call (ListTables, ListQueues), then returns.
 # Logs: $WAHOOK_EMULATOR_LOG_DIR (default localstack/.run/logs); pid files in localstack/.run/.
 # Idempotent: an emulator already running from a previous start is left alone.
@@ -14,13 +16,19 @@ run="$here/.run"
 logs="${WAHOOK_EMULATOR_LOG_DIR:-$run/logs}"
 ddb_host="${WAHOOK_DYNAMODB_HOST:-127.0.0.1}"
 ddb_port="${WAHOOK_DYNAMODB_PORT:-4567}"
+sqs="${WAHOOK_SQS:-elasticmq}"
+case "$sqs" in
+elasticmq) default_sqs_port=9324 ;;
+localstack) default_sqs_port=4566 ;;
+*) printf 'start-emulators: WAHOOK_SQS=%s: want elasticmq or localstack\n' "$sqs" >&2; exit 2 ;;
+esac
 sqs_host="${WAHOOK_SQS_HOST:-127.0.0.1}"
-sqs_port="${WAHOOK_SQS_PORT:-9324}"
+sqs_port="${WAHOOK_SQS_PORT:-$default_sqs_port}"
 timeout_s="${WAHOOK_EMULATOR_START_TIMEOUT_S:-90}"
 
 log() { printf 'start-emulators: %s\n' "$*" >&2; }
 
-"$here/install.sh"
+"$here/install.sh" dynalite "$sqs"
 mkdir -p "$run" "$logs"
 
 running() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
@@ -53,8 +61,24 @@ else
   log "dynalite starting on $ddb_host:$ddb_port (pid $!, log $logs/dynalite.log)"
 fi
 
-# ---- ElasticMQ ----
-if running "$run/elasticmq.pid"; then
+# ---- the SQS emulator ----
+if [[ "$sqs" == localstack ]]; then
+  if running "$run/localstack.pid"; then
+    log "LocalStack already running (pid $(cat "$run/localstack.pid"))"
+  else
+    version="$(sed -n 's/^localstack-core==//p' "$here/localstack-sqs/requirements.txt")"
+    mkdir -p "$run/localstack/fs" "$run/localstack/tmp"
+    # Same settings as shared/awstest's LocalStackEnv: SQS only, queue URLs
+    # naming this address, no DNS server, no analytics, state under .run/.
+    SERVICES=sqs EAGER_SERVICE_LOADING=1 GATEWAY_LISTEN="$sqs_host:$sqs_port" LOCALSTACK_HOST="$sqs_host:$sqs_port" \
+      SQS_ENDPOINT_STRATEGY=off SQS_DISABLE_CLOUDWATCH_METRICS=1 DNS_ADDRESS=0 DISABLE_EVENTS=1 SKIP_SSL_CERT_DOWNLOAD=1 \
+      FILESYSTEM_ROOT="$run/localstack/fs" TMPDIR="$run/localstack/tmp" \
+      setsid nohup "$tools/localstack-$version/bin/python" -m localstack.runtime.main \
+      >>"$logs/localstack.log" 2>&1 </dev/null &
+    echo $! >"$run/localstack.pid"
+    log "LocalStack $version (SQS) starting on $sqs_host:$sqs_port (pid $!, log $logs/localstack.log)"
+  fi
+elif running "$run/elasticmq.pid"; then
   log "ElasticMQ already running (pid $(cat "$run/elasticmq.pid"))"
 else
   command -v java >/dev/null || { log "java not found"; exit 1; }
@@ -73,9 +97,9 @@ deadline=$((SECONDS + timeout_s))
 ddb_ok="" sqs_ok=""
 while [[ -z "$ddb_ok" || -z "$sqs_ok" ]]; do
   [[ -z "$ddb_ok" ]] && ddb_ready && ddb_ok=1 && log "dynalite ready at http://$ddb_host:$ddb_port"
-  [[ -z "$sqs_ok" ]] && sqs_ready && sqs_ok=1 && log "ElasticMQ ready at http://$sqs_host:$sqs_port"
+  [[ -z "$sqs_ok" ]] && sqs_ready && sqs_ok=1 && log "$sqs ready at http://$sqs_host:$sqs_port"
   [[ -n "$ddb_ok" && -n "$sqs_ok" ]] && break
-  for n in dynalite elasticmq; do
+  for n in dynalite "$sqs"; do
     if ! running "$run/$n.pid"; then
       log "$n exited; last lines of $logs/$n.log:"; tail -n 30 "$logs/$n.log" >&2 || true
       exit 1
@@ -83,7 +107,7 @@ while [[ -z "$ddb_ok" || -z "$sqs_ok" ]]; do
   done
   if ((SECONDS >= deadline)); then
     log "emulators not ready after ${timeout_s}s"
-    tail -n 30 "$logs/dynalite.log" "$logs/elasticmq.log" >&2 || true
+    tail -n 30 "$logs/dynalite.log" "$logs/$sqs.log" >&2 || true
     exit 1
   fi
   sleep 0.2

@@ -2,7 +2,7 @@
 # Stops the emulators started by localstack/start-emulators.sh (used by `make down`).
 set -euo pipefail
 run="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/.run"
-for n in dynalite elasticmq; do
+for n in dynalite elasticmq localstack; do
   f="$run/$n.pid"
   [[ -f "$f" ]] || continue
   pid="$(cat "$f")"

@@ -3,6 +3,9 @@
 # ingest and $WORKERS worker processes against them in the foreground, with
 # readable logs. Ctrl-C stops every process this script started.
 #
+# WAHOOK_SQS=localstack runs LocalStack's SQS (on the host, port 4566) instead
+# of ElasticMQ (port 9324): the SQS that, like AWS, keeps abandoned long polls.
+#
 # The ingest runs in development mode (WAHOOK_INSECURE_SKIP_SIGNATURE=true) so the
 # seed guide's unsigned curl examples work as written. To run it signed:
 #   WAHOOK_APP_SECRET=... WAHOOK_INSECURE_SKIP_SIGNATURE=false make up
@@ -14,7 +17,9 @@ workers="${WORKERS:-1}"
 http_port="${WAHOOK_UP_HTTP_PORT:-8080}"
 health_port="${WAHOOK_UP_HEALTH_PORT:-8081}"
 ddb="http://${WAHOOK_DYNAMODB_HOST:-127.0.0.1}:${WAHOOK_DYNAMODB_PORT:-4567}"
-sqs="http://${WAHOOK_SQS_HOST:-127.0.0.1}:${WAHOOK_SQS_PORT:-9324}"
+default_sqs_port=9324
+[[ "${WAHOOK_SQS:-elasticmq}" == localstack ]] && default_sqs_port=4566
+sqs="http://${WAHOOK_SQS_HOST:-127.0.0.1}:${WAHOOK_SQS_PORT:-$default_sqs_port}"
 
 pids=()
 stop() {

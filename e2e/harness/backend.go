@@ -16,9 +16,9 @@ import (
 
 // Environment variables that choose the backend.
 const (
-	// EnvBackend forces a backend: localstack, env or emulators. Unset: LocalStack
-	// when a Docker engine answers, else endpoints from the environment, else the
-	// local emulators when installed.
+	// EnvBackend forces a backend: localstack, env, emulators or
+	// localstack-sqs. Unset: LocalStack when a Docker engine answers, else
+	// endpoints from the environment, else the local emulators when installed.
 	EnvBackend = "WAHOOK_E2E_BACKEND"
 	// EnvLocalStackImage overrides the LocalStack image (default DefaultLocalStackImage).
 	EnvLocalStackImage = "WAHOOK_E2E_LOCALSTACK_IMAGE"
@@ -30,7 +30,10 @@ const (
 const (
 	BackendLocalStack = "localstack"
 	BackendEnv        = "env"
-	BackendEmulators  = "emulators"
+	BackendEmulators  = "emulators" // dynalite + ElasticMQ, as processes
+	// BackendLocalStackSQS is dynalite + LocalStack's SQS, as processes on the
+	// host (no Docker): the SQS that keeps abandoned long polls open, as AWS does.
+	BackendLocalStackSQS = "localstack-sqs"
 )
 
 // ErrNoBackend: no backend could be found; the error says what was tried.
@@ -99,10 +102,13 @@ func StartBackend(ctx context.Context) (*Backend, error) {
 		}
 		return b, nil
 	case BackendEmulators:
-		return startEmulators(ctx)
+		return startEmulators(ctx, awstest.SQSElasticMQ)
+	case BackendLocalStackSQS:
+		return startEmulators(ctx, awstest.SQSLocalStack)
 	case "":
 	default:
-		return nil, fmt.Errorf("%s=%q: want %s, %s or %s", EnvBackend, kind, BackendLocalStack, BackendEnv, BackendEmulators)
+		return nil, fmt.Errorf("%s=%q: want %s, %s, %s or %s", EnvBackend, kind, BackendLocalStack, BackendEnv,
+			BackendEmulators, BackendLocalStackSQS)
 	}
 
 	// Endpoints set for tests are a deliberate choice: they win over Docker.
@@ -122,7 +128,7 @@ func StartBackend(ctx context.Context) (*Backend, error) {
 	tried = append(tried, "endpoints from the environment: "+why)
 	installed, why := emulatorsInstalled()
 	if installed {
-		return startEmulators(ctx)
+		return startEmulators(ctx, awstest.SQSElasticMQ)
 	}
 	tried = append(tried, "local emulators: "+why)
 	return nil, fmt.Errorf("%w: %s", ErrNoBackend, strings.Join(tried, "; "))
@@ -172,14 +178,18 @@ func emulatorsInstalled() (bool, string) {
 	return true, ""
 }
 
-func startEmulators(ctx context.Context) (*Backend, error) {
-	emu, err := awstest.Start(ctx)
+func startEmulators(ctx context.Context, sqsImpl string) (*Backend, error) {
+	emu, err := awstest.StartSQS(ctx, sqsImpl)
 	if err != nil {
 		return nil, fmt.Errorf("start local emulators: %w", err)
 	}
+	kind, detail := BackendEmulators, "dynalite + ElasticMQ from localstack/.tools"
+	if sqsImpl == awstest.SQSLocalStack {
+		kind, detail = BackendLocalStackSQS, "dynalite + LocalStack's SQS (host, no Docker) from localstack/.tools"
+	}
 	return &Backend{
-		Kind:             BackendEmulators,
-		Detail:           "dynalite + ElasticMQ from localstack/.tools",
+		Kind:             kind,
+		Detail:           detail,
 		DynamoDBEndpoint: emu.DynamoDBEndpoint,
 		SQSEndpoint:      emu.SQSEndpoint,
 		Region:           awstest.Region,

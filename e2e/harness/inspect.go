@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -25,6 +26,7 @@ const (
 	AuditInvocations = "invocations"
 	AuditAttempts    = "attempts"
 	AuditCancelled   = "cancelled"
+	AuditRuns        = "runs"
 )
 
 // Item is a raw DynamoDB item.
@@ -93,6 +95,17 @@ type AuditItem struct {
 	Attempts map[int]string
 	// Cancelled maps an attempt to when its context cut the handler's delay.
 	Cancelled map[int]time.Time
+	// Runs are the handler's invocations, one per run however often the
+	// SDK retried its write (Invocations, an ADD, counts retried writes
+	// twice), in the order they began.
+	Runs []AuditRun
+}
+
+// AuditRun is one invocation of the audit handler.
+type AuditRun struct {
+	Attempt   int
+	Processor string
+	Started   time.Time // the worker's clock
 }
 
 // Audit reads every audit item, by key.
@@ -127,6 +140,18 @@ func (s *Stack) Audit(ctx context.Context) (map[string]AuditItem, error) {
 				}
 				a.Attempts[n] = avString(v)
 			}
+		}
+		if m, ok := it[AuditRuns].(*dbtypes.AttributeValueMemberM); ok {
+			for id, v := range m.Value {
+				var r AuditRun
+				var ms int64
+				if _, err := fmt.Sscanf(avString(v), "%d %s %d", &r.Attempt, &r.Processor, &ms); err != nil {
+					return nil, fmt.Errorf("audit %s: run %s %q: %w", a.Key, id, avString(v), err)
+				}
+				r.Started = time.UnixMilli(ms)
+				a.Runs = append(a.Runs, r)
+			}
+			slices.SortFunc(a.Runs, func(x, y AuditRun) int { return x.Started.Compare(y.Started) })
 		}
 		out[a.Key] = a
 	}

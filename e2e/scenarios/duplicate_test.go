@@ -65,7 +65,8 @@ func TestWebhookGate(t *testing.T) {
 }
 
 // Scenario 1: the same webhook twice, and 50 times at once, across two
-// ingest replicas → each event queued once and processed once.
+// ingest replicas → each event queued once (again only after an unconfirmed
+// ledger write) and processed once.
 func TestDuplicateWebhook(t *testing.T) {
 	s := harness.NewStack(t, harness.StackOptions{})
 	s.StartIngest(nil)
@@ -139,8 +140,16 @@ func TestDuplicateWebhook(t *testing.T) {
 	events := 1 + len(batch.Keys())
 	t.Logf("%d concurrent deliveries of %d distinct events: %d events queued, %d duplicates answered, %d Meta-style retries",
 		2*copies, events, queued, duplicates, retries)
-	if queued != events {
-		t.Errorf("ingest queued %d events, want each of the %d exactly once", queued, events)
+	// Each event queued at least once. More than once only when an ingest
+	// sent an event whose ledger write it could not confirm (a slow or lost
+	// reply): at-least-once by design, the worker's claim absorbs the copy —
+	// the invariants below prove every key still ran exactly once.
+	switch {
+	case queued < events:
+		t.Errorf("ingest queued %d events, want each of the %d at least once", queued, events)
+	case queued > events:
+		t.Logf("ingest queued %d events for %d: %d sent again after a ledger write whose reply did not come in time",
+			queued, events, queued-events)
 	}
 	if want := (copies-1)*len(batch.Keys()) + (copies - 1); duplicates < want {
 		t.Errorf("%d duplicates answered, want at least %d", duplicates, want)
@@ -148,10 +157,7 @@ func TestDuplicateWebhook(t *testing.T) {
 
 	took := s.AwaitSettled(keys, time.Minute)
 	tally := s.CheckInvariants(harness.Expect{Keys: keys})
-	if done := workerDone(t, s); done != tally.Keys {
-		t.Errorf("workers completed %d events, want %d", done, tally.Keys)
-	}
-	checkProcessed(t, s, tally.Done)
+	checkWorkerTally(t, s, tally)
 	t.Logf("settled in %v", took.Round(time.Millisecond))
 }
 
@@ -216,9 +222,6 @@ func TestTwoIdenticalLargeBodies(t *testing.T) {
 
 	took := s.AwaitSettled(keys, 3*time.Minute)
 	tally := s.CheckInvariants(harness.Expect{Keys: keys})
-	if done := workerDone(t, s); done != tally.Keys {
-		t.Errorf("workers completed %d events, want %d", done, tally.Keys)
-	}
-	checkProcessed(t, s, tally.Done)
+	checkWorkerTally(t, s, tally)
 	t.Logf("settled in %v", took.Round(time.Millisecond))
 }

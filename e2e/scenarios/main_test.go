@@ -91,13 +91,24 @@ func contextWithTimeout(t *testing.T, d time.Duration) (context.Context, context
 	return context.WithTimeout(t.Context(), d)
 }
 
-// checkProcessed compares the workers' own health reports with the ledger:
-// the processed_count of every running worker, less the duplicate deliveries
-// they skipped, adds up to the events completed. Only meaningful when no
-// worker was stopped during the scenario (a stopped worker takes its counts
-// with it).
-func checkProcessed(t *testing.T, s *harness.Stack, completed int) {
+// checkWorkerTally compares what the running workers counted with the
+// ledger, which is the truth: a worker counts an event done only when the
+// reply to its Complete arrived, so a reply lost on a slow backend (the write
+// landed) leaves its tally short of the ledger — allowed and logged; a tally
+// above the ledger counts completions that did not happen. The same holds for
+// the processed_count of every worker's health report, less the duplicate
+// deliveries they skipped. Only meaningful when no worker was stopped during
+// the scenario (a stopped worker takes its counts with it).
+func checkWorkerTally(t *testing.T, s *harness.Stack, tally harness.Tally) {
 	t.Helper()
+	done := workerDone(t, s)
+	switch {
+	case done > tally.Done:
+		t.Errorf("workers counted %d events done, the ledger holds %d", done, tally.Done)
+	case done < tally.Done:
+		t.Logf("workers counted %d events done, the ledger holds %d: %d completions whose reply the workers did not see",
+			done, tally.Done, tally.Done-done)
+	}
 	var processed int64
 	for _, w := range s.Processes(harness.RoleWorker) {
 		h, err := w.Health(t.Context())
@@ -110,9 +121,9 @@ func checkProcessed(t *testing.T, s *harness.Stack, completed int) {
 	if err != nil {
 		t.Fatalf("worker metrics: %v", err)
 	}
-	if got := processed - int64(dups); got != int64(completed) {
-		t.Errorf("workers' health: processed_count %d - %d duplicate deliveries = %d, want the %d events done in the ledger",
-			processed, int64(dups), got, completed)
+	if got := processed - int64(dups); got > int64(tally.Done) {
+		t.Errorf("workers' health: processed_count %d - %d duplicate deliveries = %d, above the %d events done in the ledger",
+			processed, int64(dups), got, tally.Done)
 	}
 }
 

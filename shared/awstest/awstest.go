@@ -1,5 +1,6 @@
 // Package awstest runs the local AWS emulators (dynalite for DynamoDB,
-// ElasticMQ for SQS) as child processes on free ports, for tests.
+// ElasticMQ or LocalStack's SQS for SQS) as child processes on free ports,
+// for tests.
 //
 // The emulators must have been installed by localstack/install.sh. Typical use:
 //
@@ -61,6 +62,15 @@ const (
 	EnvStartTimeout = "WAHOOK_EMULATOR_START_TIMEOUT"
 	// EnvKeepLogs, when set to 1, keeps the emulators' temp dir (logs) after Stop.
 	EnvKeepLogs = "WAHOOK_KEEP_EMULATOR_LOGS"
+	// EnvSQSImpl chooses the SQS emulator Start runs: SQSElasticMQ (default)
+	// or SQSLocalStack.
+	EnvSQSImpl = "WAHOOK_TEST_SQS"
+)
+
+// The SQS emulators.
+const (
+	SQSElasticMQ  = "elasticmq"  // ElasticMQ 1.7 (JVM)
+	SQSLocalStack = "localstack" // LocalStack's SQS on the host (Python, no Docker)
 )
 
 // Test credentials and region the emulators are used with.
@@ -85,6 +95,9 @@ const (
 type Emulators struct {
 	DynamoDBEndpoint string // e.g. http://127.0.0.1:41234
 	SQSEndpoint      string // e.g. http://127.0.0.1:41235
+	// SQSImpl is the SQS emulator started: SQSElasticMQ or SQSLocalStack
+	// ("" for endpoints from the env).
+	SQSImpl string
 
 	// LogDir holds dynamodb.log and sqs.log ("" for endpoints from the env).
 	LogDir string
@@ -120,40 +133,48 @@ func FromEnv() (*Emulators, bool) {
 	return &Emulators{DynamoDBEndpoint: d, SQSEndpoint: s}, true
 }
 
-// Start starts dynalite and ElasticMQ on free ports of 127.0.0.1 and waits
-// until both answer an API call (ListTables, ListQueues). The processes run
-// in their own process groups, die with the test binary (Pdeathsig on Linux),
-// and log into a temp dir (LogDir). On failure the error carries the log tail.
+// Start starts dynalite and the SQS emulator WAHOOK_TEST_SQS names
+// (ElasticMQ by default); see StartSQS.
 func Start(ctx context.Context) (*Emulators, error) {
+	return StartSQS(ctx, os.Getenv(EnvSQSImpl))
+}
+
+// StartSQS starts dynalite and the SQS emulator impl (SQSElasticMQ when
+// empty, or SQSLocalStack) on free ports of 127.0.0.1 and waits until both
+// answer an API call (ListTables, ListQueues). The processes run in their own
+// process groups, die with the test binary (Pdeathsig on Linux), and log into
+// a temp dir (LogDir), which also holds LocalStack's state. On failure the
+// error carries the log tail.
+func StartSQS(ctx context.Context, impl string) (*Emulators, error) {
+	impl = cmpOr(impl, SQSElasticMQ)
+	if impl != SQSElasticMQ && impl != SQSLocalStack {
+		return nil, fmt.Errorf("awstest: SQS emulator %q: want %s or %s", impl, SQSElasticMQ, SQSLocalStack)
+	}
 	lsDir, err := LocalstackDir()
 	if err != nil {
 		return nil, err
 	}
-	tools := os.Getenv(EnvToolsDir)
-	if tools == "" {
-		tools = filepath.Join(lsDir, ".tools")
-	}
+	tools := cmpOr(os.Getenv(EnvToolsDir), filepath.Join(lsDir, ".tools"))
 	dynCLI := filepath.Join(tools, "dynalite", "node_modules", "dynalite", "cli.js")
 	// dynalite dies when a client aborts a request mid-body; the guard keeps it up.
 	dynGuard := filepath.Join(lsDir, "dynalite", "abort-guard.js")
-	emqLib := filepath.Join(tools, "elasticmq", "lib")
-	jars, _ := filepath.Glob(filepath.Join(emqLib, "elasticmq-server_*.jar"))
 	if _, err := os.Stat(dynGuard); err != nil {
 		return nil, fmt.Errorf("awstest: %w", err)
 	}
-	if _, err := os.Stat(dynCLI); err != nil || len(jars) == 0 {
-		return nil, fmt.Errorf("awstest: emulators not installed in %s: run %s",
-			tools, filepath.Join(lsDir, "install.sh"))
-	}
-	tmpl, err := os.ReadFile(filepath.Join(lsDir, "elasticmq", "elasticmq.conf.template"))
-	if err != nil {
-		return nil, fmt.Errorf("awstest: read ElasticMQ config template: %w", err)
+	if _, err := os.Stat(dynCLI); err != nil {
+		return nil, fmt.Errorf("awstest: dynalite not installed in %s: run %s", tools, filepath.Join(lsDir, "install.sh"))
 	}
 	node, err := exec.LookPath("node")
 	if err != nil {
 		return nil, fmt.Errorf("awstest: dynalite needs node on PATH: %w", err)
 	}
-	java, err := javaPath()
+	var sqsSpec func(dir string, port int) (*exec.Cmd, error)
+	switch impl {
+	case SQSElasticMQ:
+		sqsSpec, err = elasticMQSpec(lsDir, tools)
+	case SQSLocalStack:
+		sqsSpec, err = localStackSpec(lsDir, tools)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +192,7 @@ func Start(ctx context.Context) (*Emulators, error) {
 	if err != nil {
 		return nil, fmt.Errorf("awstest: %w", err)
 	}
-	e := &Emulators{LogDir: dir, owned: true, procs: map[Service]*proc{}}
+	e := &Emulators{LogDir: dir, SQSImpl: impl, owned: true, procs: map[Service]*proc{}}
 	var mu sync.Mutex
 
 	specs := map[Service]func(port int) (*exec.Cmd, error){
@@ -180,17 +201,7 @@ func Start(ctx context.Context) (*Emulators, error) {
 				"--host", "127.0.0.1", "--port", strconv.Itoa(port),
 				"--createTableMs", "0", "--deleteTableMs", "0", "--updateTableMs", "0"), nil
 		},
-		SQS: func(port int) (*exec.Cmd, error) {
-			conf := strings.NewReplacer("@HOST@", "127.0.0.1", "@PORT@", strconv.Itoa(port)).Replace(string(tmpl))
-			confPath := filepath.Join(dir, "elasticmq.conf")
-			if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
-				return nil, err
-			}
-			return exec.Command(java, append(JavaOptions(),
-				"-Dconfig.file="+confPath,
-				"-cp", filepath.Join(emqLib, "*"),
-				"org.elasticmq.server.Main")...), nil
-		},
+		SQS: func(port int) (*exec.Cmd, error) { return sqsSpec(dir, port) },
 	}
 
 	var wg sync.WaitGroup
@@ -259,6 +270,104 @@ func startOne(ctx context.Context, svc Service, dir string, spec func(int) (*exe
 	return nil, "", 0, lastErr
 }
 
+// elasticMQSpec starts ElasticMQ with the repository's config template.
+func elasticMQSpec(lsDir, tools string) (func(dir string, port int) (*exec.Cmd, error), error) {
+	emqLib := filepath.Join(tools, "elasticmq", "lib")
+	if jars, _ := filepath.Glob(filepath.Join(emqLib, "elasticmq-server_*.jar")); len(jars) == 0 {
+		return nil, fmt.Errorf("awstest: ElasticMQ not installed in %s: run %s", tools, filepath.Join(lsDir, "install.sh"))
+	}
+	tmpl, err := os.ReadFile(filepath.Join(lsDir, "elasticmq", "elasticmq.conf.template"))
+	if err != nil {
+		return nil, fmt.Errorf("awstest: read ElasticMQ config template: %w", err)
+	}
+	java, err := javaPath()
+	if err != nil {
+		return nil, err
+	}
+	return func(dir string, port int) (*exec.Cmd, error) {
+		conf := strings.NewReplacer("@HOST@", "127.0.0.1", "@PORT@", strconv.Itoa(port)).Replace(string(tmpl))
+		confPath := filepath.Join(dir, "elasticmq.conf")
+		if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
+			return nil, err
+		}
+		return exec.Command(java, append(JavaOptions(),
+			"-Dconfig.file="+confPath,
+			"-cp", filepath.Join(emqLib, "*"),
+			"org.elasticmq.server.Main")...), nil
+	}, nil
+}
+
+// LocalStackPython returns the python of the LocalStack venv install.sh made
+// (tools/localstack-<version>, the version pinned in
+// localstack-sqs/requirements.txt).
+func LocalStackPython(lsDir, tools string) (string, error) {
+	req, err := os.ReadFile(filepath.Join(lsDir, "localstack-sqs", "requirements.txt"))
+	if err != nil {
+		return "", fmt.Errorf("awstest: LocalStack pin: %w", err)
+	}
+	var version string
+	for line := range strings.Lines(string(req)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "localstack-core=="); ok {
+			version = v
+		}
+	}
+	if version == "" {
+		return "", errors.New("awstest: no localstack-core== pin in localstack-sqs/requirements.txt")
+	}
+	venv := filepath.Join(tools, "localstack-"+version)
+	if _, err := os.Stat(filepath.Join(venv, ".installed")); err != nil {
+		return "", fmt.Errorf("awstest: LocalStack %s not installed in %s: run %s localstack",
+			version, venv, filepath.Join(lsDir, "install.sh"))
+	}
+	return filepath.Join(venv, "bin", "python"), nil
+}
+
+// LocalStackEnv is the environment LocalStack's SQS runs with on the host:
+// SQS only, on addr, queue URLs naming addr (http://addr/<account>/<queue>,
+// like ElasticMQ's), no DNS server, no analytics or certificate download,
+// state and temp files under stateDir.
+func LocalStackEnv(addr, stateDir string) []string {
+	return []string{
+		"SERVICES=sqs",
+		"EAGER_SERVICE_LOADING=1",
+		"GATEWAY_LISTEN=" + addr,
+		"LOCALSTACK_HOST=" + addr,
+		"SQS_ENDPOINT_STRATEGY=off",
+		"SQS_DISABLE_CLOUDWATCH_METRICS=1",
+		"DNS_ADDRESS=0",
+		"DISABLE_EVENTS=1",
+		"SKIP_SSL_CERT_DOWNLOAD=1",
+		"FILESYSTEM_ROOT=" + filepath.Join(stateDir, "fs"),
+		"TMPDIR=" + filepath.Join(stateDir, "tmp"),
+	}
+}
+
+// localStackSpec starts LocalStack's SQS (python -m localstack.runtime.main).
+func localStackSpec(lsDir, tools string) (func(dir string, port int) (*exec.Cmd, error), error) {
+	python, err := LocalStackPython(lsDir, tools)
+	if err != nil {
+		return nil, err
+	}
+	return func(dir string, port int) (*exec.Cmd, error) {
+		state := filepath.Join(dir, "localstack")
+		for _, d := range []string{"fs", "tmp"} {
+			if err := os.MkdirAll(filepath.Join(state, d), 0o700); err != nil {
+				return nil, err
+			}
+		}
+		cmd := exec.Command(python, "-m", "localstack.runtime.main")
+		cmd.Env = append(childEnv(), LocalStackEnv("127.0.0.1:"+strconv.Itoa(port), state)...)
+		return cmd, nil
+	}, nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
 func portInUse(log string) bool {
 	return strings.Contains(log, "EADDRINUSE") || strings.Contains(log, "BindException") ||
 		strings.Contains(log, "Address already in use")
@@ -273,7 +382,9 @@ func launch(svc Service, cmd *exec.Cmd, logPath string) (*proc, error) {
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Stdin = nil
 	cmd.SysProcAttr = sysProcAttr()
-	cmd.Env = childEnv()
+	if cmd.Env == nil {
+		cmd.Env = childEnv()
+	}
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("awstest: start %s emulator: %w", svc, err)
@@ -518,9 +629,9 @@ func Run(m *testing.M, e **Emulators) int {
 			return 1
 		}
 		if testing.Verbose() {
-			fmt.Fprintf(os.Stderr, "awstest: emulators up in %v (dynalite %v at %s, ElasticMQ %v at %s)\n",
+			fmt.Fprintf(os.Stderr, "awstest: emulators up in %v (dynalite %v at %s, %s %v at %s)\n",
 				time.Since(began).Round(time.Millisecond), emu.StartupDynamoDB.Round(time.Millisecond),
-				emu.DynamoDBEndpoint, emu.StartupSQS.Round(time.Millisecond), emu.SQSEndpoint)
+				emu.DynamoDBEndpoint, emu.SQSImpl, emu.StartupSQS.Round(time.Millisecond), emu.SQSEndpoint)
 		}
 	}
 	*e = emu

@@ -34,7 +34,7 @@ func TestEmulatorsAnswer(t *testing.T) {
 	if !strings.HasPrefix(*out.QueueUrl, emu.SQSEndpoint+"/"+awstest.AccountID+"/") {
 		t.Errorf("QueueUrl %q not under %s/%s/", *out.QueueUrl, emu.SQSEndpoint, awstest.AccountID)
 	}
-	t.Logf("startup: dynalite %v, ElasticMQ %v; queue URL %s", emu.StartupDynamoDB, emu.StartupSQS, *out.QueueUrl)
+	t.Logf("startup: dynalite %v, %s %v; queue URL %s", emu.StartupDynamoDB, emu.SQSImpl, emu.StartupSQS, *out.QueueUrl)
 }
 
 // A second, private pair: Start, Pause/Resume, Stop (idempotent), processes gone.
@@ -47,7 +47,7 @@ func TestStartStop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("started in %v (dynalite %v, ElasticMQ %v)", time.Since(began), e.StartupDynamoDB, e.StartupSQS)
+	t.Logf("started in %v (dynalite %v, %s %v)", time.Since(began), e.StartupDynamoDB, e.SQSImpl, e.StartupSQS)
 	c, err := e.Clients(t.Context())
 	if err != nil {
 		t.Fatal(err)

@@ -49,7 +49,12 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, rece
 	span.SetAttributes(tracing.AttrEventKey.String(env.Key), tracing.AttrEventKind.String(string(env.Kind)))
 	log = log.With(logging.Key(env.Key))
 	if stop.Err() != nil {
-		// Shutting down before the claim: hand the message to another worker now.
+		// Shutting down before the claim: hand the message to another worker
+		// once no receive of this pool is open to take it back (see polls).
+		select {
+		case <-pr.polls.Idle():
+		case <-hard.Done():
+		}
 		pr.setVisibility(pr.final, receipt, 0, log)
 		return false
 	}

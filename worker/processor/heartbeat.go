@@ -52,6 +52,14 @@ func (pr *processor) heartbeat(ctx context.Context, claim *ledger.Claim, receipt
 			pr.metrics.heartbeats.WithLabelValues("lease_lost").Inc()
 			log.Warn("heartbeat: lease lost; cancelling the handler", zap.Error(err))
 			return true
+		case err != nil && time.Now().After(claim.LeaseUntil):
+			// No extension confirmed before the lease's end: another processor
+			// may hold it now. Stop, or extensions that land unseen (replies
+			// lost) would keep the event from everyone for the handler timeout.
+			pr.metrics.heartbeats.WithLabelValues("lease_lost").Inc()
+			log.Warn("heartbeat: lease ran out with no extension confirmed; cancelling the handler",
+				zap.Time("lease_until", claim.LeaseUntil), zap.Error(err))
+			return true
 		case err != nil:
 			pr.metrics.heartbeats.WithLabelValues("error").Inc()
 			log.Warn("heartbeat: extending the lease failed", zap.Error(err))

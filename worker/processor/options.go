@@ -94,7 +94,12 @@ type Options struct {
 	// so Run returns within ShutdownTimeout + ShutdownWritesTimeout.
 	ShutdownTimeout time.Duration
 
-	// ReceiveWait is the long-poll wait (default 20s, SQS's maximum).
+	// ReceiveWait is the long-poll wait (default 20s, SQS's maximum). It is
+	// capped at ShutdownTimeout (whole seconds, at least 1s): at shutdown the
+	// polls in flight run to their end, and the events the shutdown gives
+	// back wait for them (see polls), so they must end within the grace
+	// period. With the defaults (20s, 25s) nothing is capped and a worker
+	// stops within ECS's 30s: ShutdownTimeout + ShutdownWritesTimeout.
 	ReceiveWait time.Duration
 	// MaxMessages is how many messages one receive asks for (default 10).
 	MaxMessages int
@@ -167,6 +172,9 @@ func (o *Options) setDefaults() error {
 	def(&o.BreakerProbeMax, 5*time.Second)
 	def(&o.DeleteFlushInterval, 50*time.Millisecond)
 	defInt(&o.MaxMessageBytes, DefaultMaxMessageBytes)
+	if o.ReceiveWait > o.ShutdownTimeout {
+		o.ReceiveWait = max(time.Second, o.ShutdownTimeout.Truncate(time.Second))
+	}
 	switch {
 	case o.VisibilityTimeout < time.Second:
 		return fmt.Errorf("processor: visibility timeout %s is under SQS's 1s", o.VisibilityTimeout)

@@ -25,6 +25,14 @@ import (
 // grace period, Run returns within ECS's 30s stop timeout.
 const ShutdownWritesTimeout = 3 * time.Second
 
+// shutdownPollDrain is how long, once the grace period is over, the pool
+// waits for receives still open before it abandons them and gives the cut
+// handlers' events back. Polls in flight at shutdown normally ended before
+// (ReceiveWait is capped at ShutdownTimeout); this covers network latency and
+// a hung connection. It comes out of ShutdownWritesTimeout: Run still returns
+// within ShutdownTimeout + ShutdownWritesTimeout.
+const shutdownPollDrain = time.Second
+
 // Pool is one process's processors, sharing a ledger breaker.
 type Pool struct {
 	opts    Options
@@ -33,6 +41,7 @@ type Pool struct {
 	metrics *Metrics
 	breaker *breaker
 	procs   []*processor
+	polls   *polls
 	ran     atomic.Bool
 }
 
@@ -73,7 +82,7 @@ func New(opts Options, deps Deps) (*Pool, error) {
 		}
 		opts.IDPrefix = prefix
 	}
-	p := &Pool{opts: opts, deps: deps, log: deps.Log, metrics: deps.Metrics}
+	p := &Pool{opts: opts, deps: deps, log: deps.Log, metrics: deps.Metrics, polls: newPolls()}
 	m := deps.Metrics
 	p.breaker = newBreaker(opts.BreakerThreshold, deps.Probe, opts.BreakerProbeMin, opts.BreakerProbeMax,
 		opts.BackendTimeout, deps.Log, func(s BreakerState) {
@@ -86,7 +95,7 @@ func New(opts Options, deps Deps) (*Pool, error) {
 	for k := 1; k <= opts.Processors; k++ {
 		id := opts.IDPrefix + "-p" + strconv.Itoa(k)
 		p.procs = append(p.procs, &processor{
-			id: id, opts: &p.opts, deps: &p.deps, metrics: m, breaker: p.breaker,
+			id: id, opts: &p.opts, deps: &p.deps, metrics: m, breaker: p.breaker, polls: p.polls,
 			log: deps.Log.With(logging.Processor(id)),
 		})
 	}
@@ -127,9 +136,12 @@ func (p *Pool) Status() []Status {
 	return out
 }
 
-// Run runs the processors until ctx ends, then shuts down: receiving stops at
-// once; in-flight handlers may finish within ShutdownTimeout; those still
-// running then are cancelled, their claims given back and their messages made
+// Run runs the processors until ctx ends, then shuts down: no new receive
+// starts, the long polls in flight run to their end (abandoned, SQS would
+// keep them open and hide what they take) and what they return is made
+// visible again; in-flight handlers may finish within ShutdownTimeout; those
+// still running then are cancelled — once no receive of the pool is open, so
+// that none takes them — their claims given back and their messages made
 // visible again at once; pending deletes are flushed. Those writes end
 // ShutdownWritesTimeout after the grace period at the latest. It returns nil
 // after a shutdown. A Pool runs once.
@@ -145,6 +157,15 @@ func (p *Pool) Run(ctx context.Context) error {
 	// grace period, but not for long (each then tried once).
 	final, cancelFinal := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelFinal()
+
+	// receiving outlives ctx: polls in flight at shutdown are not abandoned.
+	receiving, abandonPolls := context.WithCancel(context.WithoutCancel(ctx))
+	defer abandonPolls()
+	stopPolling := context.AfterFunc(ctx, p.polls.close)
+	defer stopPolling()
+	for _, pr := range p.procs {
+		pr.receiving = receiving
+	}
 
 	breakerCtx, stopBreaker := context.WithCancel(hard)
 	var breakerDone sync.WaitGroup
@@ -179,6 +200,14 @@ func (p *Pool) Run(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-grace.C:
+		// A receive still open would take the events given back now.
+		select {
+		case <-p.polls.Idle():
+		case <-time.After(shutdownPollDrain):
+			p.log.Warn("shutdown: receives still open after the grace period; abandoning them")
+			abandonPolls()
+			<-p.polls.Idle()
+		}
 		p.log.Warn("shutdown timeout: cancelling in-flight handlers and giving their events back",
 			zap.Int64("in_flight", p.inFlight()))
 		cancelHard(ErrShutdown)

@@ -78,6 +78,11 @@ type processor struct {
 	// later, bounds the writes that record results (see Pool.Run). Both are
 	// set by run before anything uses them.
 	hard, final context.Context
+	// receiving bounds the receives; it ends only when a shutdown abandons
+	// polls that outlived its grace period. polls counts them (shared by the
+	// pool). Both are set by Pool before run starts.
+	receiving context.Context
+	polls     *polls
 
 	state     atomic.Value // string
 	processed atomic.Int64

@@ -39,6 +39,12 @@ func (pr *processor) run(stop, hard, final context.Context) {
 		if err != nil {
 			return
 		}
+		if !pr.polls.begin() { // shutting down: no new receive
+			if trial {
+				pr.breaker.endTrial()
+			}
+			return
+		}
 		pr.state.Store(StatePolling)
 		maxMessages := pr.opts.MaxMessages
 		if trial {
@@ -49,7 +55,9 @@ func (pr *processor) run(stop, hard, final context.Context) {
 		// receive, never earlier than this.
 		receivedAt := time.Now()
 		pr.lastPoll.Store(receivedAt.UnixNano()) // a long poll under way counts
-		msgs, err := pr.receive(stop, maxMessages)
+		// Not under stop: a poll in flight at shutdown runs to its end (see polls).
+		msgs, err := pr.receive(pr.receiving, maxMessages)
+		pr.polls.end()
 		pr.lastPoll.Store(time.Now().UnixNano())
 		if err != nil {
 			if trial {
@@ -88,9 +96,9 @@ func (pr *processor) run(stop, hard, final context.Context) {
 }
 
 // receive long-polls for up to maxMessages messages, bounded by ReceiveWait
-// plus receiveGrace.
-func (pr *processor) receive(stop context.Context, maxMessages int) ([]sqstypes.Message, error) {
-	ctx, cancel := context.WithTimeout(stop, pr.opts.ReceiveWait+receiveGrace)
+// plus receiveGrace; receiving ends only when a shutdown abandons its polls.
+func (pr *processor) receive(receiving context.Context, maxMessages int) ([]sqstypes.Message, error) {
+	ctx, cancel := context.WithTimeout(receiving, pr.opts.ReceiveWait+receiveGrace)
 	defer cancel()
 	out, err := pr.deps.Queue.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 		QueueUrl:                    &pr.opts.QueueURL,
@@ -100,7 +108,7 @@ func (pr *processor) receive(stop context.Context, maxMessages int) ([]sqstypes.
 		MessageSystemAttributeNames: pr.systemAttributes(),
 	})
 	if err != nil {
-		if stop.Err() == nil && ctx.Err() != nil {
+		if receiving.Err() == nil && ctx.Err() != nil {
 			return nil, fmt.Errorf("receive from %s: %w (%s): %w", pr.opts.QueueURL, errReceiveTimeout,
 				pr.opts.ReceiveWait+receiveGrace, err)
 		}

@@ -5,11 +5,15 @@
 //
 // Per event key it writes to the audit table (partition key "pk", a string):
 //
+//	SET runs.<run id> = "<attempt> <processor id> <start, unix ms>"   at the start
 //	ADD invocations :1, SET attempts.<attempt> = <processor id>   at the start
 //	ADD finishes :1,    SET finished.<attempt> = <processor id>   after the delay
 //	SET cancelled.<attempt> = <epoch ms>   when its context ended the delay
 //
-// Between the two it waits Delay, or until its context ends.
+// Between the two it waits Delay, or until its context ends. The run id is
+// new for each invocation, so a write the SDK retried after an ambiguous
+// reply leaves one run (while invocations, an ADD, may count it twice): runs
+// tells invocations apart from retried writes, and when each began.
 //
 // With FailRate, a share of the events fail their first attempt (a retryable
 // error after the first write), chosen by a hash of the key and FailSeed, so
@@ -21,6 +25,7 @@ package audit
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -45,6 +50,7 @@ const (
 	AttrFinishes    = "finishes"         // handler runs that got past the delay
 	AttrFinished    = "finished"         // map: attempt → processor id, after the delay
 	AttrCancelled   = "cancelled"        // map: attempt → epoch ms when the context cut the delay
+	AttrRuns        = "runs"             // map: run id → "<attempt> <processor id> <start unix ms>"
 )
 
 // DB is the part of the DynamoDB client the handler uses.
@@ -109,6 +115,16 @@ func New(db DB, opts Options) (*Handler, error) {
 
 // Handle implements processor.Handler.
 func (h *Handler) Handle(ctx context.Context, ev processor.Event) error {
+	run := fmt.Sprintf("%d %s %d", ev.Attempt, ev.ProcessorID, time.Now().UnixMilli())
+	err := mapattr.SetField(ctx, h.db, mapattr.Field{
+		Table: h.opts.Table,
+		Key:   map[string]types.AttributeValue{AttrPK: &types.AttributeValueMemberS{Value: ev.Key()}},
+		Map:   AttrRuns, Name: rand.Text(),
+		Value: &types.AttributeValueMemberS{Value: run},
+	}, mapattr.Extra{})
+	if err != nil {
+		return fmt.Errorf("audit %s: %w", ev.Key(), err)
+	}
 	if err := h.record(ctx, ev, AttrAttempts, AttrInvocations); err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -99,6 +100,9 @@ func TestRecordsEveryInvocation(t *testing.T) {
 	if n(item[audit.AttrInvocations]) != "3" || n(item[audit.AttrFinishes]) != "3" {
 		t.Errorf("invocations %s finishes %s, want 3 and 3", n(item[audit.AttrInvocations]), n(item[audit.AttrFinishes]))
 	}
+	if runs := strMap(item[audit.AttrRuns]); len(runs) != 3 {
+		t.Errorf("runs %v, want 3", runs)
+	}
 	for _, attr := range []string{audit.AttrAttempts, audit.AttrFinished} {
 		got := strMap(item[attr])
 		if len(got) != 3 || got["1"] != "a-p1" || got["2"] != "b-p2" || got["3"] != "c-p1" {
@@ -117,15 +121,40 @@ func TestDelayHonoursCancellation(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancelCause(t.Context())
-	time.AfterFunc(200*time.Millisecond, func() { cancel(processor.ErrShutdown) })
+	// Cancel once the start is recorded (the handler is then in its delay).
+	var cancelled time.Time
+	started := make(chan struct{})
+	go func() {
+		defer close(started)
+		for ctx.Err() == nil {
+			out, err := db.GetItem(ctx, &dynamodb.GetItemInput{TableName: &table, ConsistentRead: aws.Bool(true),
+				Key: map[string]types.AttributeValue{audit.AttrPK: &types.AttributeValueMemberS{Value: "msg#wamid.B"}}})
+			if err == nil && n(out.Item[audit.AttrInvocations]) == "1" {
+				cancelled = time.Now()
+				cancel(processor.ErrShutdown)
+				return
+			}
+			time.Sleep(20 * time.Millisecond) // polling the table: no event to wait on
+		}
+	}()
 	began := time.Now()
 	err = h.Handle(ctx, event("wamid.B", 1, "a-p1"))
-	if !errors.Is(err, processor.ErrShutdown) || time.Since(began) > 5*time.Second {
-		t.Errorf("Handle returned %v after %s, want the cancellation cause promptly", err, time.Since(began))
+	<-started
+	if !errors.Is(err, processor.ErrShutdown) || cancelled.IsZero() || time.Since(cancelled) > 5*time.Second {
+		t.Errorf("Handle returned %v %s after the cancel, want the cancellation cause promptly", err, time.Since(cancelled))
 	}
 	item := read(t, db, table, "msg#wamid.B")
 	if n(item[audit.AttrInvocations]) != "1" || item[audit.AttrFinishes] != nil {
 		t.Errorf("item %v, want one invocation and no finish", item)
+	}
+	runs := strMap(item[audit.AttrRuns])
+	if len(runs) != 1 {
+		t.Fatalf("runs %v, want one", runs)
+	}
+	for _, r := range runs {
+		if !strings.HasPrefix(r, "1 a-p1 ") {
+			t.Errorf("run %q, want attempt 1 by a-p1 with its start", r)
+		}
 	}
 	// When the context cut the delay is recorded, after the start.
 	m, ok := item[audit.AttrCancelled].(*types.AttributeValueMemberM)

@@ -41,7 +41,8 @@ type Config struct {
 	// ShutdownTimeout is how long in-flight handlers may finish after SIGTERM
 	// (under ECS's 30 s stop timeout).
 	ShutdownTimeout time.Duration `env:"WAHOOK_SHUTDOWN_TIMEOUT" envDefault:"25s"`
-	// ReceiveWait is the long-poll wait (0s..20s).
+	// ReceiveWait is the long-poll wait (0s..20s); the processors cap it at
+	// ShutdownTimeout (polls in flight at SIGTERM run to their end).
 	ReceiveWait time.Duration `env:"WAHOOK_RECEIVE_WAIT" envDefault:"20s"`
 	// RetryBase and RetryMax shape a retryable event's backoff.
 	RetryBase time.Duration `env:"WAHOOK_RETRY_BASE" envDefault:"1s"`
