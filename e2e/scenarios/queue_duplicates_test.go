@@ -1,17 +1,12 @@
 package scenarios
 
 import (
-	"strconv"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/wahook/wahook/e2e/harness"
-	"github.com/wahook/wahook/shared/envelope"
-	"github.com/wahook/wahook/shared/webhook"
 )
 
 // Standard SQS queues deliver at least once: the same event can reach two
@@ -29,53 +24,17 @@ func TestQueueDuplicateDelivery(t *testing.T) {
 	w2 := s.StartWorker(harness.WorkerOptions{Processors: 4, AuditDelay: 300 * time.Millisecond})
 	g := harness.NewGen(seed(t))
 
-	var entries []sqstypes.SendMessageBatchRequestEntry
-	var keys []string
-	received := time.Now()
-	for _, p := range g.Batches(g.Messages(n), 10) {
-		b, err := webhook.Parse(p.JSON())
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, ev := range b.Events {
-			body, err := envelope.FromEvent(ev, received).Encode()
-			if err != nil {
-				t.Fatal(err)
-			}
-			keys = append(keys, ev.Key)
-			for range copies {
-				entries = append(entries, sqstypes.SendMessageBatchRequestEntry{
-					MessageBody: aws.String(string(body)),
-					MessageAttributes: map[string]sqstypes.MessageAttributeValue{
-						envelope.AttrKey:  {DataType: aws.String("String"), StringValue: aws.String(ev.Key)},
-						envelope.AttrKind: {DataType: aws.String("String"), StringValue: aws.String(string(ev.Kind))},
-					},
-				})
-			}
-		}
-	}
+	keys, one := envelopeEntries(t, g.Messages(n))
 	if len(keys) != n {
 		t.Fatalf("generated %d keys, want %d", len(keys), n)
 	}
+	var entries []sqstypes.SendMessageBatchRequestEntry
+	for range copies {
+		entries = append(entries, one...)
+	}
 	rng := g.Rand()
 	rng.Shuffle(len(entries), func(i, j int) { entries[i], entries[j] = entries[j], entries[i] })
-
-	ctx, cancel := contextWithTimeout(t, 3*time.Minute)
-	defer cancel()
-	for len(entries) > 0 {
-		batch := entries[:min(10, len(entries))]
-		for i := range batch {
-			batch[i].Id = aws.String(strconv.Itoa(i))
-		}
-		out, err := s.Suite.Clients.SQS.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(s.QueueURL), Entries: batch})
-		if err != nil {
-			t.Fatalf("send copies: %v", err)
-		}
-		if len(out.Failed) != 0 {
-			t.Fatalf("queue refused %d copies: %+v", len(out.Failed), out.Failed[0])
-		}
-		entries = entries[len(batch):]
-	}
+	sendEntries(t, s, entries)
 
 	settled := s.AwaitSettled(keys, 2*time.Minute)
 	// Reinvocable is nil: a second run of any key, even under a new claim,
