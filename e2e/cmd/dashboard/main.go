@@ -51,7 +51,7 @@ func main() {
 	log.SetPrefix("dashboard: ")
 
 	r := newRunner(15 * time.Minute)
-	defer r.finish()
+	defer r.Finish()
 	if err := run(r, *dashPath, *out); err != nil {
 		r.Fatalf("%v", err)
 	}
