@@ -16,7 +16,7 @@ E2E_BACKENDS ?= emulators localstack-sqs
 # out of send order on LocalStack's SQS (kill -9 mid-conversation), in order on ElasticMQ.
 E2E_SKIP_localstack-sqs := TestFIFOConversationOrder
 
-.PHONY: up test lint deploy-lint e2e bench inspect wahook tools build fuzz clean
+.PHONY: up test lint deploy-lint e2e e2e-report bench inspect wahook tools build fuzz clean
 
 ## up: start emulators, ingest and worker in the foreground (Ctrl-C stops all). WORKERS=2 for two worker processes; WAHOOK_SQS=localstack for LocalStack's SQS instead of ElasticMQ.
 up:
@@ -53,6 +53,10 @@ deploy-lint:
 ## e2e: the race suite alone, long forms included, binaries under test built with -race.
 e2e: tools
 	cd e2e && WAHOOK_E2E_RACE_BINARIES=1 $(GO) test -race -count=1 -timeout 60m -v $(TESTFLAGS) ./...
+
+## e2e-report: run the fault scenarios (long forms; E2E_REPORT_FLAGS=-short for the CI forms) and rewrite e2e/README.md's fault table from what they read from the backends.
+e2e-report: tools
+	cd e2e && $(GO) run ./cmd/report -readme README.md $(E2E_REPORT_FLAGS)
 
 ## bench: the load benchmark against local emulators, a Markdown report (SOAK=10m adds the soak; BENCHFLAGS="-o results ..." any flags).
 bench: tools

@@ -43,6 +43,7 @@ func TestLedgerWritesThrottled(t *testing.T) {
 	throttle := s.InjectAll(harness.DynamoDB, harness.Throttle().On(harness.DynamoDBWrites...).
 		Matching(harness.Table(s.LedgerTable)).For(fault))
 	began := time.Now()
+	fw := harness.FaultBegins("ledger writes throttled, reads fine")
 	q, _, err := s.Depth(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -85,6 +86,7 @@ func TestLedgerWritesThrottled(t *testing.T) {
 	whileOpen := received() - before
 	s.ClearInjections()
 	restoredAt := time.Now()
+	fw.Ends()
 	if throttle.Hits() == 0 {
 		t.Fatal("no write was throttled: the fault did not happen")
 	}
@@ -108,6 +110,7 @@ func TestLedgerWritesThrottled(t *testing.T) {
 	s.AwaitSettled(keys, 2*time.Minute)
 	t.Logf("%d writes throttled; all %d events done %v after the fault", throttle.Hits(), len(keys),
 		time.Since(restoredAt).Round(100*time.Millisecond))
+	s.Report(fw, keys)
 	// A handler that finished while Complete was throttled runs again under a
 	// new claim once its lease lapses: allowed, fenced, counted.
 	s.CheckInvariants(harness.Expect{Keys: keys, Reinvocable: harness.AnyKey})
@@ -126,6 +129,7 @@ func TestLostReplies(t *testing.T) {
 	s.StartIngest(nil)
 	s.StartWorker(harness.WorkerOptions{Processors: 4})
 	s.StartWorker(harness.WorkerOptions{Processors: 4})
+	fw := harness.FaultBegins("lost replies: 10% of ledger writes, SQS sends and deletes")
 	ledgerLost := s.InjectAll(harness.DynamoDB, harness.LoseReply().On(harness.DynamoDBWrites...).
 		Matching(harness.Table(s.LedgerTable)).Probability(0.1))
 	sqsLost := s.InjectAll(harness.SQS, harness.LoseReply().On("SendMessageBatch", "SendMessage", "DeleteMessageBatch").Probability(0.1))
@@ -150,6 +154,7 @@ func TestLostReplies(t *testing.T) {
 	}
 	s.AwaitSettled(keys, 2*time.Minute)
 	s.ClearInjections()
+	s.Report(fw, keys)
 	t.Logf("%d ledger replies and %d SQS replies lost; %d webhooks in %d attempts, %d refused",
 		ledgerLost.Hits(), sqsLost.Hits(), len(payloads), attempts, refused)
 	if ledgerLost.Hits() < int64(n/10) || sqsLost.Hits() == 0 {
@@ -208,6 +213,7 @@ func TestSlowBackend(t *testing.T) {
 		{"send", harness.RoleIngest, harness.SQS, harness.Delay(2 * time.Second).On("SendMessageBatch"), true},
 	} {
 		received := s.Received()
+		fw := harness.FaultBegins("2 s added to " + slow.name)
 		inj := s.Inject(slow.role, slow.api, slow.rule)
 		payloads := g.Batches(g.Messages(n), 5)
 		phase := keysOf(payloads)
@@ -219,6 +225,7 @@ func TestSlowBackend(t *testing.T) {
 		cancel()
 		took := s.AwaitSettled(keys, 2*time.Minute)
 		s.ClearInjections()
+		s.Report(fw, phase)
 		if inj.Hits() == 0 {
 			t.Fatalf("%s: nothing was slowed: the fault did not happen as planned", slow.name)
 		}

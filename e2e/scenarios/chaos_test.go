@@ -108,6 +108,7 @@ func TestChaosSoak(t *testing.T) {
 
 	// Chaos: one action every 0.5-2 s until every webhook is accepted.
 	began := time.Now()
+	fw := harness.FaultBegins("chaos: kills, link faults, zombie pauses, ledger throttling")
 	counts := map[string]int{}
 	pause := func(d time.Duration) bool {
 		select {
@@ -204,6 +205,7 @@ chaos:
 		t.Logf("chaos +%v: %s", time.Since(began).Round(100*time.Millisecond), what)
 	}
 	producing.Wait()
+	fw.Ends()
 	if len(failed) > 0 {
 		t.Fatalf("%d webhooks never accepted, e.g. %v", len(failed), failed[0])
 	}
@@ -216,6 +218,7 @@ chaos:
 		len(bodies), len(keys), accepted.Round(100*time.Millisecond), retries, summary)
 
 	settled := s.AwaitSettled(keys, 3*time.Minute)
+	s.Report(fw, keys)
 	tally := s.CheckInvariants(harness.Expect{Keys: keys, Reinvocable: harness.AnyKey})
 	t.Logf("settled %v after the last webhook; %s", settled.Round(100*time.Millisecond), tally)
 	// The last fault may have opened a breaker whose probe backs off: await

@@ -40,6 +40,7 @@ func TestIngestSendFaults(t *testing.T) {
 			victims[m.ID] = true
 		}
 	}
+	fw1 := harness.FaultBegins("SendMessageBatch partial failures (a quarter of first sends)")
 	partial := s.Inject(harness.RoleIngest, harness.SQS, harness.PartialBatch().On("SendMessageBatch").Once().
 		Entries(func(e map[string]any) bool {
 			body, _ := e["MessageBody"].(string)
@@ -70,10 +71,13 @@ func TestIngestSendFaults(t *testing.T) {
 	t.Logf("phase 1: %d of %d events' first send failed; %d webhooks, %d refused attempts, at most %d attempts each",
 		partial.Hits(), len(msgs), len(payloads), refused, maxAttempts)
 	s.ClearInjections()
+	fw1.Ends()
+	keys1 := keys
 
 	// Phase 2.
 	more := g.Batches(g.Messages(form(120, 600)), 5)
 	keys = append(keys, keysOf(more)...)
+	fw2 := harness.FaultBegins("ingest's SQS link cut 3 s, sends slowed past the send timeout")
 	if err := in1.SQS.Apply(harness.FaultRefuse); err != nil {
 		t.Fatal(err)
 	}
@@ -94,11 +98,14 @@ func TestIngestSendFaults(t *testing.T) {
 	}
 	<-restored
 	s.ClearInjections()
+	fw2.Ends()
 	t.Logf("phase 2: %s's SQS link cut for 3s, %d of %s's sends slowed past the send timeout", in1.Name, slow.Hits(), in2.Name)
 	if slow.Hits() == 0 {
 		t.Error("no send was slowed: the fault did not happen as planned")
 	}
 
 	s.AwaitSettled(keys, 2*time.Minute)
+	s.Report(fw1, keys1)
+	s.Report(fw2, keys[len(keys1):])
 	s.CheckInvariants(harness.Expect{Keys: keys})
 }

@@ -108,6 +108,7 @@ func zombie(t *testing.T, s *harness.Stack, g *harness.Gen, n int, zo harness.Wo
 		}
 	}
 
+	fw := harness.FaultBegins("zombie worker (SIGSTOP past its lease, handler " + t.Name()[strings.LastIndexByte(t.Name(), '/')+1:] + ")")
 	if err := z.Pause(); err != nil {
 		t.Fatal(err)
 	}
@@ -123,6 +124,7 @@ func zombie(t *testing.T, s *harness.Stack, g *harness.Gen, n int, zo harness.Wo
 	if err := z.Resume(); err != nil {
 		t.Fatal(err)
 	}
+	fw.Ends()
 	// Whatever the zombie does after it wakes (a refused Extend or Complete,
 	// or a write that fails on a connection the pause let die), it must end
 	// its runs without a result of its own: the ledger says so below.
@@ -140,6 +142,7 @@ func zombie(t *testing.T, s *harness.Stack, g *harness.Gen, n int, zo harness.Wo
 		t.Logf("%s after the resume: %v leases found lost", z.Name, m.Get("wahook_worker_leases_lost_total"))
 	}
 	s.AwaitSettled(keys, 2*time.Minute)
+	s.Report(fw, keys)
 
 	items, err := s.Ledger(ctx)
 	if err != nil {
