@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/wahook/wahook/shared/awstest"
 )
 
 // Role is what a process is.
@@ -202,7 +204,7 @@ func (p *Process) waitReady(ctx context.Context) error {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return nil
+				return p.ownsAddr()
 			}
 			err = fmt.Errorf("GET /health: %s", resp.Status)
 		}
@@ -217,9 +219,36 @@ func (p *Process) waitReady(ctx context.Context) error {
 	}
 }
 
-// addrInUse reports whether a failed start looks like a port taken meanwhile.
+// errPortTaken: the process's port answered, but from another process that
+// took the port between FreeAddr and the child's bind.
+var errPortTaken = errors.New("port taken by another process before the child bound it")
+
+// ownsAddr checks that the listener on p.Addr is the child's (or its
+// children's), not another process's that took the port meanwhile.
+func (p *Process) ownsAddr() error {
+	_, portText, err := net.SplitHostPort(p.Addr)
+	if err != nil {
+		return fmt.Errorf("address %q: %w", p.Addr, err)
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil {
+		return fmt.Errorf("address %q: %w", p.Addr, err)
+	}
+	owned, err := awstest.ListenerOwnedBy(p.Pid(), port)
+	if err != nil {
+		return err
+	}
+	if !owned {
+		return fmt.Errorf("%s: %w", p.Addr, errPortTaken)
+	}
+	return nil
+}
+
+// addrInUse reports whether a failed start looks like a port taken meanwhile:
+// by the child's bind failing, or by another process answering in its place.
 func addrInUse(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "address already in use")
+	return errors.Is(err, errPortTaken) ||
+		err != nil && strings.Contains(err.Error(), "address already in use")
 }
 
 // FreeAddr returns a 127.0.0.1 address with a port free right now.

@@ -257,13 +257,21 @@ func startOne(ctx context.Context, svc Service, dir string, spec func(int) (*exe
 		began := time.Now()
 		err = waitReady(ctx, svc, endpoint, p)
 		if err == nil {
-			return p, endpoint, time.Since(began), nil
+			// Another process may have taken the port before the emulator
+			// bound it, and answered the probe in its place.
+			var owned bool
+			if owned, err = ListenerOwnedBy(p.cmd.Process.Pid, port); err == nil && owned {
+				return p, endpoint, time.Since(began), nil
+			}
+			if err == nil {
+				err = errPortTaken
+			}
 		}
 		tail := p.tail(4096)
 		p.kill()
 		lastErr = fmt.Errorf("awstest: %s emulator did not start on %s: %w\n--- %s (tail) ---\n%s",
 			svc, endpoint, err, p.logPath, tail)
-		if ctx.Err() != nil || !portInUse(tail) {
+		if ctx.Err() != nil || !(errors.Is(err, errPortTaken) || portInUse(tail)) {
 			return nil, "", 0, lastErr
 		}
 	}
@@ -367,6 +375,9 @@ func cmpOr(a, b string) string {
 	}
 	return b
 }
+
+// errPortTaken: the port chosen for an emulator answered, but from another process.
+var errPortTaken = errors.New("port taken by another process before the emulator bound it")
 
 func portInUse(log string) bool {
 	return strings.Contains(log, "EADDRINUSE") || strings.Contains(log, "BindException") ||
