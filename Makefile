@@ -9,7 +9,8 @@ BENCHFLAGS ?=
 SOAK ?=
 # The backends `make test` runs the e2e CI form against (WAHOOK_E2E_BACKEND):
 # dynalite + ElasticMQ, and dynalite + LocalStack's SQS (which keeps abandoned
-# long polls open, as AWS does). `make test E2E_BACKENDS=emulators` for one.
+# long polls open, as AWS does), both at once (e2e/ci.sh). `make test
+# E2E_BACKENDS=emulators` for one.
 E2E_BACKENDS ?= emulators localstack-sqs
 # Scenarios left out on one route (go test -skip), each an open finding named in
 # localstack/README.md: TestFIFOConversationOrder completed 11 of 16 conversations
@@ -28,14 +29,7 @@ test: tools lint
 	  echo "== go test -race $$m"; \
 	  (cd $$m && $(GO) test -race -count=1 -timeout 20m $(TESTFLAGS) ./...); \
 	done
-	@failed=""; for b in $(E2E_BACKENDS); do \
-	  echo "== go test -race -short e2e on $$b (the race suite in its CI form)"; \
-	  start=$$(date +%s); \
-	  skip="$(E2E_SKIP_localstack-sqs)"; [ "$$b" = localstack-sqs ] || skip=""; \
-	  (cd e2e && WAHOOK_E2E_BACKEND=$$b $(GO) test -race -short -count=1 -timeout 15m $${skip:+-skip "$$skip"} $(TESTFLAGS) ./...) || failed="$$failed $$b"; \
-	  echo "== e2e on $$b took $$(($$(date +%s) - start))s"; \
-	done; \
-	if [ -n "$$failed" ]; then echo "== e2e FAILED on:$$failed"; exit 1; fi
+	@GO=$(GO) TESTFLAGS="$(TESTFLAGS)" E2E_SKIP_localstack_sqs="$(E2E_SKIP_localstack-sqs)" bash e2e/ci.sh $(E2E_BACKENDS)
 
 ## lint: gofmt, go vet in every module, a GOWORK=off build of each module, and actionlint on the GitHub workflow (offline; pinned in .ci/tools/go.mod).
 lint:
