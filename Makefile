@@ -25,10 +25,8 @@ up:
 
 ## test: lint, then every module's tests with -race (unit, integration against local emulators, the e2e race suite in its CI form on each of E2E_BACKENDS).
 test: tools lint
-	@set -e; for m in shared ingest worker; do \
-	  echo "== go test -race $$m"; \
-	  (cd $$m && $(GO) test -race -count=1 -timeout 20m $(TESTFLAGS) ./...); \
-	done
+	@echo "== go test -race shared ingest worker (one go test: packages of all three share the cores)"
+	@$(GO) test -race -count=1 -timeout 20m $(TESTFLAGS) ./shared/... ./ingest/... ./worker/...
 	@GO=$(GO) TESTFLAGS="$(TESTFLAGS)" E2E_SKIP_localstack_sqs="$(E2E_SKIP_localstack-sqs)" bash e2e/ci.sh $(E2E_BACKENDS)
 
 ## lint: gofmt, go vet in every module, a GOWORK=off build of each module, and actionlint on the GitHub workflow (offline; pinned in .ci/tools/go.mod).
