@@ -64,7 +64,8 @@ type FaultReport struct {
 	// the exposed events that are done (-1: none).
 	P99ToDoneMS int64 `json:"p99_to_done_ms"`
 	// RecoveryMS is how long after the fault was lifted the last of the
-	// events was done (0: all done while it was on; -1: not all done).
+	// events was settled, done or failed for good (0: all settled while it
+	// was on; -1: not all settled).
 	RecoveryMS int64 `json:"recovery_ms"`
 	// FaultMS is how long the fault was on.
 	FaultMS int64 `json:"fault_ms"`
@@ -124,17 +125,23 @@ func (s *Stack) report(ctx context.Context, w *FaultWindow, keys []string) (Faul
 	r.DLQ = dlq.Total()
 
 	var toDone []time.Duration
-	var lastDone time.Time
+	var lastSettled time.Time // done, or failed for good
+	settled := 0
 	for _, k := range keys {
 		if finished[k] > 1 {
 			r.DoubleCompletions++
 		}
 		it, ok := items[k]
+		if ok && it.State == ledger.StateFailed {
+			settled++
+			lastSettled = maxTime(lastSettled, it.DoneAt)
+		}
 		if !ok || it.State != ledger.StateDone {
 			continue
 		}
 		r.Done++
-		lastDone = maxTime(lastDone, it.DoneAt)
+		settled++
+		lastSettled = maxTime(lastSettled, it.DoneAt)
 		// An event the scenario put on the queue itself (no ingest, so no
 		// received_at) was there before the fault: it counts from its start.
 		from := it.ReceivedAt
@@ -158,10 +165,10 @@ func (s *Stack) report(ctx context.Context, w *FaultWindow, keys []string) (Faul
 		r.P99ToDoneMS = Percentile(toDone, 0.99).Milliseconds()
 	}
 	switch {
-	case r.Done < r.Events:
+	case settled < r.Events:
 		r.RecoveryMS = -1
-	case lastDone.After(w.End):
-		r.RecoveryMS = lastDone.Sub(w.End).Milliseconds()
+	case lastSettled.After(w.End):
+		r.RecoveryMS = lastSettled.Sub(w.End).Milliseconds()
 	}
 	return r, nil
 }
