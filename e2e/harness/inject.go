@@ -53,6 +53,7 @@ const (
 type Rule struct {
 	act    int
 	code   string // error code, for actError
+	msg    string // error message, for actError ("" for the harness's own)
 	status int    // HTTP status, for actError
 	delay  time.Duration
 	ops    map[string]bool // nil: every operation
@@ -130,6 +131,10 @@ func (r Rule) Entries(f func(e map[string]any) bool) Rule { r.entry = f; return 
 // message attribute, the event key wahook sends, else its body; by receipt
 // handle for deletes): its retry goes through.
 func (r Rule) Once() Rule { r.once = &entrySet{seen: map[string]bool{}}; return r }
+
+// Message sets the error's message, e.g. AWS's own text naming an ARN and a
+// table, to check that it goes no further than it should.
+func (r Rule) Message(m string) Rule { r.msg = m; return r }
 
 // Matching narrows r to calls whose body f accepts (e.g. only the claims
 // among UpdateItem calls).
@@ -300,7 +305,7 @@ func (in *Injector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch a.act {
 	case actError:
-		in.answerError(w, a.code, a.status)
+		in.answerError(w, a.code, a.status, a.msg)
 	case actDelay:
 		select {
 		case <-time.After(a.delay):
@@ -322,7 +327,10 @@ func (in *Injector) forward(w http.ResponseWriter, r *http.Request, body []byte)
 }
 
 // answerError writes an AWS JSON-protocol error.
-func (in *Injector) answerError(w http.ResponseWriter, code string, status int) {
+func (in *Injector) answerError(w http.ResponseWriter, code string, status int, msg string) {
+	if msg == "" {
+		msg = "injected by the wahook e2e harness"
+	}
 	ns := "com.amazonaws.dynamodb.v20120810#"
 	if in.API == SQS {
 		ns = "com.amazonaws.sqs#"
@@ -335,7 +343,7 @@ func (in *Injector) answerError(w http.ResponseWriter, code string, status int) 
 	w.Header().Set("Content-Type", "application/x-amz-json-1.0")
 	w.Header().Set("x-amzn-ErrorType", code)
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"__type": ns + code, "message": "injected by the wahook e2e harness"})
+	_ = json.NewEncoder(w).Encode(map[string]string{"__type": ns + code, "message": msg})
 }
 
 // upstream sends the call on to the target and returns the whole answer.
@@ -399,7 +407,7 @@ func (in *Injector) partial(w http.ResponseWriter, r *http.Request, op string, b
 		fwd, _ := json.Marshal(req)
 		resp, b, err := in.upstream(r, fwd)
 		if err != nil {
-			in.answerError(w, "InternalError", http.StatusInternalServerError)
+			in.answerError(w, "InternalError", http.StatusInternalServerError, "")
 			return
 		}
 		if resp.StatusCode != http.StatusOK {
@@ -415,7 +423,7 @@ func (in *Injector) partial(w http.ResponseWriter, r *http.Request, op string, b
 			Failed     []json.RawMessage `json:"Failed"`
 		}
 		if err := json.Unmarshal(b, &got); err != nil {
-			in.answerError(w, "InternalError", http.StatusInternalServerError)
+			in.answerError(w, "InternalError", http.StatusInternalServerError, "")
 			return
 		}
 		out["Successful"] = got.Successful

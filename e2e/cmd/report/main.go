@@ -35,7 +35,7 @@ import (
 // scenario adds its name here.
 const faultScenarios = "^(" +
 	"TestLedgerWritesThrottled|TestLostReplies|TestSlowBackend|TestZombieWorker|TestIngestSendFaults|TestChaosSoak|" +
-	"TestForwardRedirects|TestOutcomeUnknownNotLeaseLost|TestSecretsStaySecret" +
+	"TestForwardRedirects|TestOutcomeUnknownNotLeaseLost" +
 	")$"
 
 // The README's table sits between these markers.
