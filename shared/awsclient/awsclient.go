@@ -65,6 +65,13 @@ type Options struct {
 	// 0 = DefaultMaxIdleConnsPerHost (enough for ~100 concurrent calls).
 	MaxIdleConnsPerHost int
 
+	// DynamoDBInFlight bounds the DynamoDB calls the clients have in flight at
+	// once, across all their callers (retries included, each attempt taking a
+	// slot while it is in flight); a call beyond it waits in order, under its
+	// own context. 0 = unbounded. SQS calls are not bounded (long polls would
+	// hold slots for their whole wait).
+	DynamoDBInFlight int
+
 	// exposeWriterTo disables the request-body wrapper (tests only: used to
 	// check whether the SDK issue it works around reproduces).
 	exposeWriterTo bool
@@ -87,9 +94,15 @@ func New(ctx context.Context, o Options) (*Clients, error) {
 		return nil, err
 	}
 	c := &Clients{Config: cfg}
+	if o.DynamoDBInFlight < 0 {
+		return nil, fmt.Errorf("awsclient: DynamoDBInFlight %d is negative", o.DynamoDBInFlight)
+	}
 	c.DynamoDB = dynamodb.NewFromConfig(cfg, func(do *dynamodb.Options) {
 		if o.DynamoDBEndpoint != "" {
 			do.BaseEndpoint = aws.String(o.DynamoDBEndpoint)
+		}
+		if o.DynamoDBInFlight > 0 {
+			do.HTTPClient = newInFlightClient(do.HTTPClient, o.DynamoDBInFlight)
 		}
 	})
 	c.SQS = sqs.NewFromConfig(cfg, func(so *sqs.Options) {

@@ -61,6 +61,7 @@ type config struct {
 	profile    string
 	skip       string
 	ingestEnv  string
+	workerEnv  string
 	timeout    time.Duration
 	seed       uint64
 	// fifo and conversations: fifo.go.
@@ -85,6 +86,7 @@ func main() {
 	flag.StringVar(&c.profile, "profile", "", "write CPU and heap profiles of an ingest and a worker, taken during the maximum-rate run, to `dir`")
 	flag.StringVar(&c.skip, "skip", "", "comma-separated phases to leave out: sustained, floor, big, scaling")
 	flag.StringVar(&c.ingestEnv, "ingest-env", "", "extra ingest settings, `K=V,K=V` (e.g. WAHOOK_ADMIT_CONCURRENCY=32 to compare)")
+	flag.StringVar(&c.workerEnv, "worker-env", "", "extra worker settings, `K=V,K=V` (e.g. WAHOOK_DYNAMODB_CONCURRENCY=0 to compare)")
 	flag.DurationVar(&c.timeout, "timeout", 30*time.Minute, "bound on the whole run")
 	flag.Uint64Var(&c.seed, "seed", uint64(time.Now().UnixNano()), "payload generator seed")
 	flag.BoolVar(&c.fifo, "fifo", false, "compare a FIFO queue with a standard one on a conversation workload (fifo.go)")
@@ -123,6 +125,13 @@ type bench struct {
 	sqs     *harness.CallCounter
 	counted *awsclient.Clients // the floor clients: through the counters too
 	gen     *harness.Gen
+	meter   *meter
+	cpu     []phaseCPU
+}
+
+// measure runs one phase and records where its time went (cpu.go).
+func (b *bench) measure(phase string, fn func()) {
+	b.cpu = append(b.cpu, b.meter.measure(b.stack, phase, fn))
 }
 
 func (b *bench) skip(phase string) bool { return slices.Contains(strings.Split(b.c.skip, ","), phase) }
@@ -156,23 +165,17 @@ func run(r *runner, c config) *Report {
 		"WAHOOK_PPROF":              strconv.FormatBool(c.profile != ""),
 	}
 	s := harness.NewStack(r, harness.StackOptions{Env: env})
-	extra := map[string]string{}
-	for kv := range strings.SplitSeq(c.ingestEnv, ",") {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			extra[strings.TrimSpace(k)] = strings.TrimSpace(v)
-		}
-	}
 	for range c.ingests {
-		s.StartIngest(extra)
+		s.StartIngest(settings(c.ingestEnv))
 	}
 	b := &bench{r: r, c: c, suite: suite, stack: s, dynamo: dynamoCalls, sqs: sqsCalls, counted: floorClients,
-		gen: harness.NewGen(c.seed)}
+		gen: harness.NewGen(c.seed), meter: newMeter(&direct)}
 	b.startWorkers(c.workers, c.processors)
 
 	rep := &Report{
 		Date: time.Now().UTC().Format(time.RFC3339), Machine: machine(), Backend: direct.String(),
 		Setup: fmt.Sprintf("%d ingest, %d worker × %d processors, handlers %q, receive wait %v; webhooks of %d events, %d in flight at most%s",
-			c.ingests, c.workers, c.processors, c.handlers, receiveWait, c.batch, c.conc, cmpOr(c.ingestEnv, "; ingest "+c.ingestEnv)),
+			c.ingests, c.workers, c.processors, c.handlers, receiveWait, c.batch, c.conc, cmpOr(c.ingestEnv, "; ingest "+c.ingestEnv)+cmpOr(c.workerEnv, "; worker "+c.workerEnv)),
 	}
 	log.Printf("%s; %s", rep.Backend, rep.Setup)
 
@@ -188,7 +191,7 @@ func run(r *runner, c config) *Report {
 	if c.profile != "" {
 		profiles.Go(func() { rep.Profiles = b.captureProfiles(c.profile) })
 	}
-	rep.Max = b.deliverAt(b.payloads(c.events), c.events, 0)
+	b.measure("maximum rate", func() { rep.Max = b.deliverAt(b.payloads(c.events), c.events, 0) })
 	rep.Calls = map[string]map[string]float64{
 		"DynamoDB": perEvent(b.dynamo.Counts(), c.events), "SQS": perEvent(b.sqs.Counts(), c.events),
 	}
@@ -199,11 +202,12 @@ func run(r *runner, c config) *Report {
 		rate := 0.7 * rep.Max.EndToEndPerSec / float64(c.batch)
 		n := max(1, int(rate*c.sustain.Seconds()))
 		log.Printf("sustained rate: %.1f webhooks/s for %v", rate, c.sustain)
-		l := b.deliverAt(b.payloads(n*c.batch), n*c.batch, rate)
+		var l load
+		b.measure("sustained rate", func() { l = b.deliverAt(b.payloads(n*c.batch), n*c.batch, rate) })
 		rep.Sustained = &l
 	}
 	if !b.skip("floor") {
-		rep.Floor = b.floor()
+		b.measure("same-calls floor sweep", func() { rep.Floor = b.floor() })
 		if best := rep.Floor.Best(); best.EventsPerSec > 0 {
 			rep.Ratio = rep.Max.EndToEndPerSec / best.EventsPerSec
 		}
@@ -218,6 +222,7 @@ func run(r *runner, c config) *Report {
 		rep.Soak = b.soakRun(rep.Max.EndToEndPerSec)
 	}
 	s.CheckProcesses()
+	rep.CPU = b.cpu
 	return rep
 }
 
@@ -239,11 +244,22 @@ func (b *bench) startWorkers(n, p int) {
 	if stopped {
 		time.Sleep(receiveWait + time.Second) // the stopped workers' last long polls end
 	}
+	env := settings(b.c.workerEnv)
+	env["WAHOOK_HANDLERS"], env["WAHOOK_RECEIVE_WAIT"] = b.c.handlers, receiveWait.String()
 	for range n {
-		b.stack.StartWorker(harness.WorkerOptions{Processors: p, Env: map[string]string{
-			"WAHOOK_HANDLERS": b.c.handlers, "WAHOOK_RECEIVE_WAIT": receiveWait.String(),
-		}})
+		b.stack.StartWorker(harness.WorkerOptions{Processors: p, Env: env})
 	}
+}
+
+// settings parses K=V,K=V.
+func settings(list string) map[string]string {
+	out := map[string]string{}
+	for kv := range strings.SplitSeq(list, ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			out[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+	}
+	return out
 }
 
 func cmpOr(cond, s string) string {

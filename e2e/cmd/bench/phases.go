@@ -81,7 +81,9 @@ func (b *bench) big() *bigResult {
 	rig := newFloorRig(b.r, b.counted)
 	res := &bigResult{}
 	for _, conc := range []int{8, 16, 32, 64} {
-		took, err := rig.bigBody(ctx, conc)
+		var took time.Duration
+		var err error
+		b.measure(fmt.Sprintf("big-body floor, concurrency %d", conc), func() { took, err = rig.bigBody(ctx, conc) })
 		if err != nil {
 			b.r.Fatalf("big-body floor: %v", err)
 		}
@@ -104,10 +106,11 @@ func (b *bench) big() *bigResult {
 
 	single, n := body()
 	base := b.done()
-	r := c.PostTo(ctx, urls[0], single)
+	var r harness.Response
+	b.measure("one 1,000-update body, until answered", func() { r = c.PostTo(ctx, urls[0], single) })
 	res.Single = ms(r.Latency)
 	res.SingleOK = r.OK()
-	b.awaitDone(base + n)
+	b.measure("its events done after the answer", func() { b.awaitDone(base + n) })
 
 	twin, n := body()
 	base = b.done()
@@ -120,8 +123,10 @@ func (b *bench) big() *bigResult {
 			answers[i] = c.PostTo(ctx, urls[i], twin)
 		})
 	}
-	close(start)
-	wg.Wait()
+	b.measure("two identical 1,000-update bodies, until both answered", func() {
+		close(start)
+		wg.Wait()
+	})
 	queued := 0
 	res.TwinOK = true
 	for _, a := range answers {

@@ -30,6 +30,7 @@ type Report struct {
 	Scaling   []scaleCell                   `json:"scaling,omitempty"`
 	Soak      *soakResult                   `json:"soak,omitempty"`
 	Profiles  []string                      `json:"profiles,omitempty"`
+	CPU       []phaseCPU                    `json:"cpu_by_phase,omitempty"`
 }
 
 type procCost struct {
@@ -218,6 +219,30 @@ func (r *Report) Markdown() string {
 				last, top = v, max(top, v)
 			}
 			p("| %s | %.1f | %.1f | %.1f | %.1f |\n", c.Name, first, last, top, c.PeakRSSMB)
+		}
+		p("\n")
+	}
+	if len(r.CPU) > 0 {
+		p("### Where the time went (CPU by process group, from /proc)\n\n")
+		p("Cores busy on average during each phase (CPU seconds ÷ wall seconds; 1.00 = one core). The bench runs the load generator, the call counters and the floor clients. A single-threaded emulator (dynalite is one Node.js event loop) cannot use more than 1.00.\n\n")
+		p("| phase | wall s |")
+		for _, g := range cpuGroups {
+			p(" %s |", g)
+		}
+		p(" all | load average |\n|---|---:|")
+		for range cpuGroups {
+			p("---:|")
+		}
+		p("---:|---:|\n")
+		for _, c := range r.CPU {
+			wall := c.Wall.Seconds()
+			p("| %s | %.2f |", c.Phase, wall)
+			total := 0.0
+			for _, g := range cpuGroups {
+				total += c.CPU[g]
+				p(" %.2f |", c.CPU[g]/wall)
+			}
+			p(" %.2f | %.1f |\n", total/wall, c.Load)
 		}
 		p("\n")
 	}

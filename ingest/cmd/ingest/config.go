@@ -45,8 +45,14 @@ type Config struct {
 	// ResendWindow/3) keeps the duplicate waiting, so it must be longer.
 	InFlightWait time.Duration `env:"WAHOOK_INFLIGHT_WAIT" envDefault:"5s"`
 	// AdmitConcurrency is how many ledger writes one webhook runs at once
-	// while admitting its events.
-	AdmitConcurrency int `env:"WAHOOK_ADMIT_CONCURRENCY" envDefault:"16"`
+	// while admitting its events; DynamoDBConcurrency bounds them across
+	// webhooks.
+	AdmitConcurrency int `env:"WAHOOK_ADMIT_CONCURRENCY" envDefault:"32"`
+	// DynamoDBConcurrency bounds the DynamoDB calls the process has in flight
+	// at once, across all its webhooks; a call beyond it waits, in order,
+	// within its own timeout (0: unbounded). Set from README's benchmark
+	// ("Calls in flight").
+	DynamoDBConcurrency int `env:"WAHOOK_DYNAMODB_CONCURRENCY" envDefault:"32"`
 	// SendConcurrency is how many SQS SendMessageBatch calls one webhook has
 	// in flight (a FIFO queue sends one at a time, in order).
 	SendConcurrency int `env:"WAHOOK_SEND_CONCURRENCY" envDefault:"4"`
@@ -78,6 +84,9 @@ func (c Config) Validate() error {
 	}
 	if c.AdmitConcurrency < 1 || c.AdmitConcurrency > 1000 {
 		errs = append(errs, fmt.Errorf("WAHOOK_ADMIT_CONCURRENCY: %d is outside 1..1000", c.AdmitConcurrency))
+	}
+	if c.DynamoDBConcurrency < 0 || c.DynamoDBConcurrency > 10000 {
+		errs = append(errs, fmt.Errorf("WAHOOK_DYNAMODB_CONCURRENCY: %d is outside 0..10000 (0: unbounded)", c.DynamoDBConcurrency))
 	}
 	if c.SendConcurrency < 1 || c.SendConcurrency > 100 {
 		errs = append(errs, fmt.Errorf("WAHOOK_SEND_CONCURRENCY: %d is outside 1..100", c.SendConcurrency))

@@ -88,6 +88,7 @@ func serve(ctx context.Context, log *zap.Logger, cfg Config, awsOpts awsclient.O
 		log.Warn("no verify token (WAHOOK_VERIFY_TOKEN, WAHOOK_VERIFY_TOKENS or WAHOOK_VERIFY_TOKENS_FILE): Meta's subscription handshake will be refused")
 	}
 
+	awsOpts.DynamoDBInFlight = cfg.DynamoDBConcurrency
 	clients, err := awsclient.New(ctx, awsOpts)
 	if err != nil {
 		return err

@@ -84,10 +84,9 @@ type Options struct {
 	// BackendTimeout bounds one MarkQueued or Release (default 5s).
 	BackendTimeout time.Duration
 	// Concurrency is how many Acquire calls one webhook runs at once (default
-	// 16). README's benchmark measures it: against the emulators on two cores
-	// the floor peaks at a few calls in flight and falls past that, so a bound
-	// per process (not per webhook) is the next step; real DynamoDB, with its
-	// network latency, wants more in flight.
+	// 32). The process bounds its DynamoDB calls across webhooks besides
+	// (WAHOOK_DYNAMODB_CONCURRENCY, in the client): one large body may then
+	// use all of the process's calls, many small ones share them.
 	Concurrency int
 	// SendConcurrency is how many SendMessageBatch calls one webhook has in
 	// flight (default 4). Each sent batch's events are then marked queued
@@ -160,7 +159,7 @@ func New(l Ledger, q Queue, m *metrics.Metrics, opts Options) (*Pipeline, error)
 		opts.BackendTimeout = 5 * time.Second
 	}
 	if opts.Concurrency <= 0 {
-		opts.Concurrency = 16
+		opts.Concurrency = 32
 	}
 	if opts.SendConcurrency <= 0 {
 		opts.SendConcurrency = 4

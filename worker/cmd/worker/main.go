@@ -76,7 +76,7 @@ func run(ctx context.Context, log *zap.Logger) error {
 
 	startCtx, cancelStart := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancelStart()
-	clients, err := awsclient.New(startCtx, awsclient.Options{})
+	clients, err := awsclient.New(startCtx, awsclient.Options{DynamoDBInFlight: cfg.DynamoDBConcurrency})
 	if err != nil {
 		return err
 	}

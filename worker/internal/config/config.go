@@ -26,6 +26,15 @@ type Config struct {
 
 	// Processors is how many processors the process runs.
 	Processors int `env:"WAHOOK_PROCESSORS" envDefault:"4"`
+	// DynamoDBConcurrency bounds the DynamoDB calls the process has in flight
+	// at once, across all its processors (claims, handler writes, results,
+	// heartbeats); a call beyond it waits, in order, within its own timeout.
+	// 0 (the default): unbounded. A bound below what the processors have in
+	// flight (up to ten events each) leaves more of a shared backend to
+	// ingest, but makes claims wait behind slow calls: when the backend is
+	// slow rather than busy, a message can then wait out its visibility before
+	// its heartbeats start (README's benchmark, "Calls in flight").
+	DynamoDBConcurrency int `env:"WAHOOK_DYNAMODB_CONCURRENCY" envDefault:"0"`
 	// HandlerTimeout bounds one handler run.
 	HandlerTimeout time.Duration `env:"WAHOOK_HANDLER_TIMEOUT" envDefault:"60s"`
 	// LeaseDuration is the ledger lease of a claim; 0 means the visibility timeout.
@@ -88,6 +97,9 @@ func (c Config) Validate() error {
 	errs := []error{c.Common.Validate()}
 	if c.Processors < 1 || c.Processors > 256 {
 		errs = append(errs, fmt.Errorf("WAHOOK_PROCESSORS: %d is outside 1..256", c.Processors))
+	}
+	if c.DynamoDBConcurrency < 0 || c.DynamoDBConcurrency > 10000 {
+		errs = append(errs, fmt.Errorf("WAHOOK_DYNAMODB_CONCURRENCY: %d is outside 0..10000 (0: unbounded)", c.DynamoDBConcurrency))
 	}
 	if c.AuditFailRate < 0 || c.AuditFailRate > 1 {
 		errs = append(errs, fmt.Errorf("WAHOOK_AUDIT_FAIL_RATE: %v is outside 0..1", c.AuditFailRate))
