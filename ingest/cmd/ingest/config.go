@@ -47,12 +47,12 @@ type Config struct {
 	// AdmitConcurrency is how many ledger writes one webhook runs at once
 	// while admitting its events; DynamoDBConcurrency bounds them across
 	// webhooks.
-	AdmitConcurrency int `env:"WAHOOK_ADMIT_CONCURRENCY" envDefault:"32"`
+	AdmitConcurrency int `env:"WAHOOK_ADMIT_CONCURRENCY" envDefault:"16"`
 	// DynamoDBConcurrency bounds the DynamoDB calls the process has in flight
 	// at once, across all its webhooks; a call beyond it waits, in order,
-	// within its own timeout (0: unbounded). Set from README's benchmark
-	// ("Calls in flight").
-	DynamoDBConcurrency int `env:"WAHOOK_DYNAMODB_CONCURRENCY" envDefault:"32"`
+	// within its own timeout. 0 (the default): unbounded — README's benchmark
+	// ("Calls in flight") found no gain from a bound on this 2-core box.
+	DynamoDBConcurrency int `env:"WAHOOK_DYNAMODB_CONCURRENCY" envDefault:"0"`
 	// SendConcurrency is how many SQS SendMessageBatch calls one webhook has
 	// in flight (a FIFO queue sends one at a time, in order).
 	SendConcurrency int `env:"WAHOOK_SEND_CONCURRENCY" envDefault:"4"`

@@ -84,7 +84,7 @@ type Options struct {
 	// BackendTimeout bounds one MarkQueued or Release (default 5s).
 	BackendTimeout time.Duration
 	// Concurrency is how many Acquire calls one webhook runs at once (default
-	// 32). The process bounds its DynamoDB calls across webhooks besides
+	// 16). The process may bound its DynamoDB calls across webhooks besides
 	// (WAHOOK_DYNAMODB_CONCURRENCY, in the client): one large body may then
 	// use all of the process's calls, many small ones share them.
 	Concurrency int
@@ -159,7 +159,7 @@ func New(l Ledger, q Queue, m *metrics.Metrics, opts Options) (*Pipeline, error)
 		opts.BackendTimeout = 5 * time.Second
 	}
 	if opts.Concurrency <= 0 {
-		opts.Concurrency = 32
+		opts.Concurrency = 16
 	}
 	if opts.SendConcurrency <= 0 {
 		opts.SendConcurrency = 4
