@@ -129,13 +129,17 @@ func (f *floorRig) sameCalls(ctx context.Context, n, conc int) (float64, error) 
 		errs     []error
 		wg       sync.WaitGroup
 	)
+	// A failed call ends the run with its error: an event whose send failed
+	// would otherwise keep the consumers polling for it forever (seen under
+	// load at concurrency 32: the run hung). So does a call that never returns.
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
 	fail := func(err error) {
 		errMu.Lock()
 		errs = append(errs, err)
 		errMu.Unlock()
+		cancel()
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	began := time.Now()
 	for range conc {
 		wg.Go(func() { // a producer: one webhook of ten at a time
@@ -205,6 +209,9 @@ func (f *floorRig) sameCalls(ctx context.Context, n, conc int) (float64, error) 
 	wg.Wait()
 	cw.Wait()
 	took := time.Since(began)
+	if err := ctx.Err(); err != nil && len(errs) == 0 {
+		errs = append(errs, fmt.Errorf("%d of %d events consumed: %w", consumed.Load(), n, err))
+	}
 	return float64(n) / took.Seconds(), errors.Join(errs...)
 }
 
