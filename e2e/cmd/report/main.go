@@ -35,7 +35,8 @@ import (
 // scenario adds its name here.
 const faultScenarios = "^(" +
 	"TestLedgerWritesThrottled|TestLostReplies|TestSlowBackend|TestZombieWorker|TestIngestSendFaults|TestChaosSoak|" +
-	"TestForwardRedirects|TestOutcomeUnknownNotLeaseLost" +
+	"TestForwardRedirects|TestOutcomeUnknownNotLeaseLost|" +
+	"TestHandlerIgnoringContext|TestInterruptionsDoNotExhaustAttempts|TestResultWriteNotCutShort" +
 	")$"
 
 // The README's table sits between these markers.
