@@ -21,6 +21,9 @@ type deletion struct {
 	log     *zap.Logger
 	ctx     context.Context // the message's span, when traced; nil for none
 	span    trace.Span      // the delete's span, from add until the queue answers
+	// done, when set, runs once the queue answered for this entry (or the
+	// call failed): the message's heartbeat stops there.
+	done func()
 }
 
 // deleter batches one processor's deletes into DeleteMessageBatch calls of up
@@ -85,6 +88,13 @@ func (d *deleter) run() {
 // as a duplicate: the ledger already says done or failed).
 func (d *deleter) flush(batch []deletion) {
 	p := d.p
+	defer func() {
+		for _, del := range batch {
+			if del.done != nil {
+				del.done()
+			}
+		}
+	}()
 	entries := make([]sqstypes.DeleteMessageBatchRequestEntry, len(batch))
 	for i, del := range batch {
 		entries[i] = sqstypes.DeleteMessageBatchRequestEntry{Id: aws.String("m" + strconv.Itoa(i)), ReceiptHandle: aws.String(del.receipt)}

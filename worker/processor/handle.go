@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -120,13 +119,22 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, rece
 		// Claimed more often than allowed without any recorded result:
 		// earlier runs crashed their processes or lost their leases. Do not
 		// run it again.
-		pr.fail(w, m, claim, receivedAt, fmt.Errorf("interrupted %d times without a result (limit %d): a crash loop, or leases that keep lapsing",
+		pr.fail(w, m, claim, nil, receivedAt, fmt.Errorf("interrupted %d times without a result (limit %d): a crash loop, or leases that keep lapsing",
 			n, pr.opts.MaxInterruptions), log)
 		return false
 	}
 	log.Debug("claimed", zap.Int("receive_count", ev.ReceiveCount))
 
-	lost, herr := pr.invoke(hard, ev, &claim, receipt, receivedAt, log)
+	hb, lost, herr := pr.invoke(hard, ev, claim, receipt, receivedAt, log)
+	// Every path below stops the beats once the result is recorded, before
+	// it changes the message's visibility, or hands them to the delete; this
+	// is for the paths that record nothing.
+	handedOn := false
+	defer func() {
+		if !handedOn {
+			hb.stop()
+		}
+	}()
 	switch {
 	case lost && errors.Is(herr, ErrHandlerAbandoned):
 		// It may still be at work: recording any result, or handing the
@@ -144,6 +152,9 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, rece
 		completeCtx, completeSpan := pr.startSpan(w, "complete")
 		err := pr.retryResult(completeCtx, "complete", func(ctx context.Context) error { return pr.deps.Ledger.Complete(ctx, claim) })
 		endSpan(completeSpan, err)
+		if err != nil {
+			hb.stop()
+		}
 		if pr.ledgerWriteFailed(err, "complete", log) {
 			if !errors.Is(err, ledger.ErrLeaseLost) {
 				// The run happened; only its record failed. Its copy finds the
@@ -154,20 +165,22 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, rece
 		}
 		pr.result(ResultDone)
 		log.Info("event done")
-		pr.del.add(deletion{receipt: receipt, log: log, ctx: w})
+		// The beats keep the message hidden until its delete is answered.
+		handedOn = true
+		pr.del.add(deletion{receipt: receipt, log: log, ctx: w, done: hb.stop})
 		return true
 	case hard.Err() != nil:
-		pr.giveBack(w, claim, receipt, 0, receivedAt, "shutdown: "+herr.Error(), ResultShutdown, log)
+		pr.giveBack(w, claim, hb, receipt, 0, receivedAt, "shutdown: "+herr.Error(), ResultShutdown, log)
 	case IsPermanent(herr):
-		pr.fail(w, m, claim, receivedAt, herr, log)
+		pr.fail(w, m, claim, hb, receivedAt, herr, log)
 	case claim.Failures+1 >= pr.opts.MaxAttempts:
-		pr.fail(w, m, claim, receivedAt, fmt.Errorf("attempts exhausted (%d handler failures of %d allowed): %w",
+		pr.fail(w, m, claim, hb, receivedAt, fmt.Errorf("attempts exhausted (%d handler failures of %d allowed): %w",
 			claim.Failures+1, pr.opts.MaxAttempts, herr), log)
 	case pr.lastReceive(m):
 		// Given back, the message would be redriven to the dead-letter queue
 		// by SQS with the ledger left queued: dead-letter it ourselves so
 		// that ledger and dead-letter queue agree.
-		pr.fail(w, m, claim, receivedAt, fmt.Errorf("receive count %d reaches the queue's max receive count %d: %w",
+		pr.fail(w, m, claim, hb, receivedAt, fmt.Errorf("receive count %d reaches the queue's max receive count %d: %w",
 			ev.ReceiveCount, pr.opts.MaxReceiveCount, herr), log)
 	default:
 		delay, requested := RequestedDelay(herr)
@@ -176,7 +189,7 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, rece
 		}
 		log.Warn("handler failed; giving the event back to retry", zap.Duration("delay", delay),
 			zap.Bool("requested_delay", requested), zap.Error(herr))
-		pr.giveBack(w, claim, receipt, max(delay, time.Second), receivedAt, herr.Error(), ResultRetry, log)
+		pr.giveBack(w, claim, hb, receipt, max(delay, time.Second), receivedAt, herr.Error(), ResultRetry, log)
 	}
 	return false
 }
@@ -215,25 +228,21 @@ const abandonGrace = time.Second
 // invoke runs the handler under the handler timeout, heartbeating while it
 // runs. lost reports that a heartbeat found the lease taken over (the
 // handler's context was then cancelled), or that the handler ignored its
-// context and was abandoned (err is then ErrHandlerAbandoned).
-func (pr *processor) invoke(hard context.Context, ev Event, claim *ledger.Claim, receipt string, receivedAt time.Time,
-	log *zap.Logger) (lost bool, err error) {
+// context and was abandoned (err is then ErrHandlerAbandoned); the beats
+// have then stopped. Otherwise they go on after the handler returned, until
+// the caller has recorded the result (see beats).
+func (pr *processor) invoke(hard context.Context, ev Event, claim ledger.Claim, receipt string, receivedAt time.Time,
+	log *zap.Logger) (hb *beats, lost bool, err error) {
 	hctx, cancel := context.WithCancelCause(hard)
 	defer cancel(nil)
 	tctx, cancelTimeout := context.WithTimeoutCause(hctx, pr.opts.HandlerTimeout, ErrHandlerTimeout)
 	defer cancelTimeout()
 
 	var leaseLost atomic.Bool
-	var heartbeat sync.WaitGroup
-	hbCtx, stopHeartbeat := context.WithCancel(hard)
-	if !pr.opts.DisableHeartbeat {
-		heartbeat.Go(func() {
-			if pr.heartbeat(hbCtx, claim, receipt, receivedAt, log) {
-				leaseLost.Store(true)
-				cancel(ErrLeaseLost)
-			}
-		})
-	}
+	hb = pr.startBeats(hard, claim, receipt, receivedAt, log, func() {
+		leaseLost.Store(true)
+		cancel(ErrLeaseLost)
+	})
 	start := time.Now()
 	// The handler runs on its own goroutine so that one that ignores its
 	// context cannot hold the heartbeats (and so the lease) forever, nor the
@@ -254,18 +263,22 @@ func (pr *processor) invoke(hard context.Context, ev Event, claim *ledger.Claim,
 		}
 		grace.Stop()
 	}
-	// Heartbeats stop before anything else happens to the message.
-	stopHeartbeat()
-	heartbeat.Wait()
+	hb.settle()
 	if abandoned {
-		return true, err
+		// Its lease must lapse: the beats stop here.
+		hb.stop()
+		return hb, true, err
 	}
 	outcome := "ok"
 	if err != nil {
 		outcome = "error"
 	}
 	pr.metrics.handlerDuration.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
-	return leaseLost.Load(), err
+	if leaseLost.Load() {
+		hb.stop()
+		return hb, true, err
+	}
+	return hb, false, err
 }
 
 // call runs the handler, turning a panic into a retryable error.

@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -14,11 +16,67 @@ import (
 	"github.com/wahook/wahook/shared/ledger"
 )
 
+// beats is one message's running heartbeat. It starts with the handler and
+// outlives it: the write that records the handler's result, and the delete
+// after a Complete, may be slower than what is left of the visibility
+// timeout, and a message that reappeared meanwhile would be received again
+// (or, once the lease lapsed too, claimed and run again). Whoever records the
+// result stops it before changing the message's visibility itself.
+type beats struct {
+	stopOnce sync.Once
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	// settling is set once the handler returned: a lost lease then only ends
+	// the beats (the result write finds out for itself), and failures are
+	// not worth a warning.
+	settling atomic.Bool
+}
+
+// startBeats starts heartbeating a claimed message under ctx, on its own copy
+// of the claim (the result write reads the caller's). onLost runs when a
+// heartbeat finds the lease gone while the handler runs. With heartbeats
+// disabled it returns beats that do nothing.
+func (pr *processor) startBeats(ctx context.Context, claim ledger.Claim, receipt string, receivedAt time.Time,
+	log *zap.Logger, onLost func()) *beats {
+	ctx, cancel := context.WithCancel(ctx)
+	b := &beats{cancel: cancel}
+	if pr.opts.DisableHeartbeat {
+		return b
+	}
+	b.wg.Go(func() {
+		if pr.heartbeat(ctx, &claim, receipt, receivedAt, &b.settling, log) {
+			onLost()
+		}
+	})
+	return b
+}
+
+// settle marks the handler as returned: the beats go on, quietly, until stop.
+func (b *beats) settle() {
+	if b != nil {
+		b.settling.Store(true)
+	}
+}
+
+// stop ends the beats and waits for the one in flight; nil and repeated calls
+// are fine.
+func (b *beats) stop() {
+	if b == nil {
+		return
+	}
+	b.stopOnce.Do(func() {
+		b.cancel()
+		b.wg.Wait()
+	})
+}
+
 // heartbeat renews the message's visibility and the lease every third of the
 // visibility timeout, counted from the receive (the message's visibility runs
 // from there, whatever the claim cost), until ctx ends. It reports whether the
-// lease was lost.
-func (pr *processor) heartbeat(ctx context.Context, claim *ledger.Claim, receipt string, receivedAt time.Time, log *zap.Logger) bool {
+// lease was lost while the handler ran; once settling (the handler returned)
+// a lost lease just ends it.
+func (pr *processor) heartbeat(ctx context.Context, claim *ledger.Claim, receipt string, receivedAt time.Time,
+	settling *atomic.Bool, log *zap.Logger) bool {
 	period := pr.opts.VisibilityTimeout / 3
 	// A slow claim may have used the first period up: beat at once then.
 	t := time.NewTimer(max(time.Until(receivedAt.Add(period)), 0))
@@ -39,14 +97,25 @@ func (pr *processor) heartbeat(ctx context.Context, claim *ledger.Claim, receipt
 				return false
 			}
 			ok = false
-			pr.metrics.heartbeats.WithLabelValues("error").Inc()
-			log.Warn("heartbeat: extending the visibility failed", zap.Error(err))
+			if settling.Load() {
+				// Deleted meanwhile, or the backend's trouble: the result
+				// write and the delete report their own.
+				log.Debug("heartbeat after the handler: extending the visibility failed", zap.Error(err))
+			} else {
+				pr.metrics.heartbeats.WithLabelValues("error").Inc()
+				log.Warn("heartbeat: extending the visibility failed", zap.Error(err))
+			}
 		}
 		err := pr.retry(ctx, "extend", true, func(ctx context.Context) error {
 			return pr.deps.Ledger.Extend(ctx, claim, pr.opts.LeaseDuration)
 		})
 		switch {
 		case ctx.Err() != nil:
+			return false
+		case err != nil && settling.Load() && (errors.Is(err, ledger.ErrLeaseLost) || time.Now().After(claim.LeaseUntil)):
+			// The result landed (the claim is no longer processing), or the
+			// lease is gone: either way the result write finds out which.
+			log.Debug("heartbeat after the handler: the claim is no longer extended; stopping", zap.Error(err))
 			return false
 		case errors.Is(err, ledger.ErrLeaseLost):
 			pr.metrics.heartbeats.WithLabelValues("lease_lost").Inc()

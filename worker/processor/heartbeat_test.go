@@ -63,3 +63,55 @@ func TestHeartbeatCountsFromReceive(t *testing.T) {
 		t.Errorf("handler ran %d times, want 1", len(runs))
 	}
 }
+
+// slowCompletes delays every Complete past the visibility timeout.
+type slowCompletes struct {
+	processor.Ledger
+	delay time.Duration
+}
+
+func (l slowCompletes) Complete(ctx context.Context, c ledger.Claim) error {
+	select {
+	case <-time.After(l.delay):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return l.Ledger.Complete(ctx, c)
+}
+
+// Heartbeats go on through the write that records the handler's result: a
+// Complete slower than the whole visibility timeout neither lets the message
+// reappear (received by the other processor) nor lets the lease lapse (the
+// handler run again under a new claim).
+func TestHeartbeatsCoverTheResultWrite(t *testing.T) {
+	t.Parallel()
+	const visibility = 2 * time.Second
+	e := newEnv(t, visibility)
+	id := e.send(envelopeBody(t, "slow-complete"))
+	var inv invocations
+	h := processor.HandlerFunc(func(ctx context.Context, ev processor.Event) error {
+		inv.add(ev)
+		return nil
+	})
+	slow := func(d *processor.Deps) { d.Ledger = slowCompletes{Ledger: d.Ledger, delay: 2 * visibility} }
+	opts := processor.Options{VisibilityTimeout: visibility, ReceiveWait: time.Second, BackendTimeout: 3 * visibility}
+	e.start(opts, h, slow)
+	e.start(opts, h, slow)
+
+	k := webhook.MessageKey("slow-complete")
+	eventually(t, 30*time.Second, "the event to be done and its message deleted", func() bool {
+		it, _ := e.item(k)
+		_, deletes, _ := e.queue.counts(id)
+		return it.State == ledger.StateDone && deletes > 0
+	})
+	receives, _, visibilities := e.queue.counts(id)
+	if receives != 1 {
+		t.Errorf("message received %d times, want 1: it reappeared while its Complete ran (visibility changes %v)", receives, visibilities)
+	}
+	if runs := inv.of(k); len(runs) != 1 {
+		t.Errorf("handler ran %d times, want 1", len(runs))
+	}
+	if it, _ := e.item(k); it.Attempt != 1 {
+		t.Errorf("done at attempt %d, want 1", it.Attempt)
+	}
+}

@@ -16,8 +16,9 @@ import (
 )
 
 // giveBack returns the claim to the ledger and makes the message visible
-// again after delay (at most 12 hours after receivedAt, SQS's limit).
-func (pr *processor) giveBack(ctx context.Context, claim ledger.Claim, receipt string, delay time.Duration, receivedAt time.Time,
+// again after delay (at most 12 hours after receivedAt, SQS's limit). hb, the
+// message's heartbeat (nil for none), is stopped once the ledger answered.
+func (pr *processor) giveBack(ctx context.Context, claim ledger.Claim, hb *beats, receipt string, delay time.Duration, receivedAt time.Time,
 	reason, result string, log *zap.Logger) {
 	giveBack := pr.deps.Ledger.GiveBack
 	if result == ResultRetry {
@@ -26,6 +27,7 @@ func (pr *processor) giveBack(ctx context.Context, claim ledger.Claim, receipt s
 	err := pr.retryResult(ctx, "give back", func(ctx context.Context) error {
 		return giveBack(ctx, claim, truncate(reason))
 	})
+	hb.stop()
 	if pr.ledgerWriteFailed(err, "give back", log) {
 		return
 	}
@@ -40,8 +42,9 @@ func (pr *processor) giveBack(ctx context.Context, claim ledger.Claim, receipt s
 
 // fail dead-letters the message, marks the event failed and deletes the
 // message. The dead-letter send comes first: should the ledger write fail, a
-// copy too many in the dead-letter queue beats none.
-func (pr *processor) fail(ctx context.Context, m sqstypes.Message, claim ledger.Claim, receivedAt time.Time, cause error, log *zap.Logger) {
+// copy too many in the dead-letter queue beats none. hb, the message's
+// heartbeat (nil for none), runs until the ledger answered.
+func (pr *processor) fail(ctx context.Context, m sqstypes.Message, claim ledger.Claim, hb *beats, receivedAt time.Time, cause error, log *zap.Logger) {
 	reason := truncate(cause.Error())
 	info := deadletter.Info{Reason: deadletter.ReasonFailed, Error: reason, Attempt: claim.Attempt}
 	if env, err := envelope.Decode([]byte(aws.ToString(m.Body))); err == nil {
@@ -49,11 +52,12 @@ func (pr *processor) fail(ctx context.Context, m sqstypes.Message, claim ledger.
 	}
 	if err := pr.deadLetter(ctx, m, info); err != nil {
 		log.Error("dead-letter send failed; giving the event back to try again", zap.NamedError("cause", cause), zap.Error(err))
-		pr.giveBack(ctx, claim, aws.ToString(m.ReceiptHandle), backoff(claim.Attempt, pr.opts.RetryBase, pr.opts.RetryMax),
+		pr.giveBack(ctx, claim, hb, aws.ToString(m.ReceiptHandle), backoff(claim.Attempt, pr.opts.RetryBase, pr.opts.RetryMax),
 			receivedAt, "dead-letter send failed: "+err.Error(), ResultBackendError, log)
 		return
 	}
 	err := pr.retryResult(ctx, "fail", func(ctx context.Context) error { return pr.deps.Ledger.Fail(ctx, claim, reason) })
+	hb.stop()
 	if pr.ledgerWriteFailed(err, "fail", log) {
 		return
 	}
