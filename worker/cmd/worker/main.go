@@ -301,7 +301,8 @@ func buildHandler(cfg config.Config, clients *awsclient.Clients) (processor.Hand
 			h, err = forward.New(forward.Options{URL: cfg.ForwardURL, Secret: cfg.ForwardSecret, Timeout: cfg.ForwardTimeout})
 		case config.HandlerAudit:
 			h, err = audit.New(clients.DynamoDB, audit.Options{Table: cfg.AuditTable, Delay: cfg.AuditDelay,
-				SequenceTable: cfg.AuditSequenceTable, FailRate: cfg.AuditFailRate, FailSeed: cfg.AuditFailSeed})
+				SequenceTable: cfg.AuditSequenceTable, FailRate: cfg.AuditFailRate, FailSeed: cfg.AuditFailSeed,
+				Stuck: cfg.AuditStuck})
 		default:
 			err = fmt.Errorf("unknown handler %q", name)
 		}

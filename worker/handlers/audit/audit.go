@@ -15,6 +15,9 @@
 // reply leaves one run (while invocations, an ADD, may count it twice): runs
 // tells invocations apart from retried writes, and when each began.
 //
+// With Stuck, every event's first attempt then sleeps that long ignoring its
+// context (a misbehaving plug-in: the worker must abandon it, not wait).
+//
 // With FailRate, a share of the events fail their first attempt (a retryable
 // error after the first write), chosen by a hash of the key and FailSeed, so
 // a test knows which. With SequenceTable, every run that gets past the delay
@@ -71,6 +74,9 @@ type Options struct {
 	FailRate float64
 	// FailSeed picks which events fail.
 	FailSeed uint64
+	// Stuck, when positive, makes each event's first attempt sleep this long
+	// after its start write, ignoring its context, before the delay.
+	Stuck time.Duration
 }
 
 // Attribute of a sequence item: the list of "<key>#<attempt>" entries.
@@ -127,6 +133,9 @@ func (h *Handler) Handle(ctx context.Context, ev processor.Event) error {
 	}
 	if err := h.record(ctx, ev, AttrAttempts, AttrInvocations); err != nil {
 		return err
+	}
+	if ev.Attempt == 1 && h.opts.Stuck > 0 {
+		time.Sleep(h.opts.Stuck) // deliberately deaf to ctx: what a careless plug-in does
 	}
 	if h.opts.Delay > 0 {
 		t := time.NewTimer(h.opts.Delay)

@@ -79,6 +79,9 @@ type Config struct {
 	AuditSequenceTable string  `env:"WAHOOK_AUDIT_SEQUENCE_TABLE"`
 	AuditFailRate      float64 `env:"WAHOOK_AUDIT_FAIL_RATE" envDefault:"0"`
 	AuditFailSeed      uint64  `env:"WAHOOK_AUDIT_FAIL_SEED" envDefault:"0"`
+	// AuditStuck makes every event's first attempt sleep this long ignoring
+	// its context: a plug-in that ignores its deadline (tests only).
+	AuditStuck time.Duration `env:"WAHOOK_AUDIT_STUCK" envDefault:"0s"`
 }
 
 // HandlerNames are the configured handlers, trimmed, empty entries dropped.
@@ -173,6 +176,9 @@ func (c Config) Validate() error {
 			}
 			if c.AuditDelay < 0 {
 				errs = append(errs, fmt.Errorf("WAHOOK_AUDIT_DELAY: %s must not be negative", c.AuditDelay))
+			}
+			if c.AuditStuck < 0 {
+				errs = append(errs, fmt.Errorf("WAHOOK_AUDIT_STUCK: %s must not be negative", c.AuditStuck))
 			}
 		default:
 			errs = append(errs, fmt.Errorf("WAHOOK_HANDLERS: unknown handler %q (want store, forward, audit)", n))
