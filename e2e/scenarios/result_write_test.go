@@ -14,11 +14,12 @@ import (
 
 // Issue 7, case 6: the result write is never cut short. Once a handler has
 // run, the write that records its result is worth every try its bound
-// allows, and the message stays hidden (and its lease alive) until that
+// allows, and the message stays hidden until that
 // write and the delete are answered: otherwise the event is handled again.
 //
-//   - "slow complete": every Complete takes 3 s, longer than the 2 s
-//     visibility timeout. Heartbeats go on through the result write and the
+//   - "slow complete": every Complete takes 5 s, longer than the 4 s
+//     visibility timeout (not shorter: heartbeats every 1.3 s leave a
+//     loaded machine's stalls some room). Heartbeats go on through the result write and the
 //     delete, so no message is handed out twice and no handler runs twice.
 //   - "breaker opens": each event's first Complete answers 500 and opens the
 //     ledger breaker (threshold 1); the write is retried anyway, so each
@@ -29,8 +30,8 @@ func TestResultWriteNotCutShort(t *testing.T) {
 	complete := ledgerCall("#state = :done")
 	env := map[string]string{
 		// One HTTP call per try, so that the injected failures are the
-		// worker's own retries; a Complete may take its 3 s.
-		"AWS_MAX_ATTEMPTS": "1", "WAHOOK_BACKEND_TIMEOUT": "6s", "WAHOOK_BREAKER_THRESHOLD": "1",
+		// worker's own retries; a Complete may take its 5 s.
+		"AWS_MAX_ATTEMPTS": "1", "WAHOOK_BACKEND_TIMEOUT": "8s", "WAHOOK_BREAKER_THRESHOLD": "1",
 	}
 	for _, tc := range []struct {
 		name, what string
@@ -39,8 +40,8 @@ func TestResultWriteNotCutShort(t *testing.T) {
 		// the messages of a receive it opened during).
 		resent bool
 	}{
-		{"slow complete", "every Complete 3 s, visibility 2 s", func() []harness.Rule {
-			return []harness.Rule{harness.Delay(3 * time.Second).Matching(complete)}
+		{"slow complete", "every Complete 5 s, visibility 4 s", func() []harness.Rule {
+			return []harness.Rule{harness.Delay(5 * time.Second).Matching(complete)}
 		}, false},
 		{"breaker opens", "each event's first Complete 500, breaker threshold 1", func() []harness.Rule {
 			first := nthCallPerKey(complete, 1)
@@ -48,7 +49,7 @@ func TestResultWriteNotCutShort(t *testing.T) {
 		}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := harness.NewStack(t, harness.StackOptions{Visibility: 2 * time.Second, Env: env})
+			s := harness.NewStack(t, harness.StackOptions{Visibility: 4 * time.Second, Env: env})
 			s.StartIngest(nil)
 			s.StartWorker(harness.WorkerOptions{Processors: 2})
 			s.StartWorker(harness.WorkerOptions{Processors: 2})

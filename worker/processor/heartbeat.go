@@ -26,9 +26,8 @@ type beats struct {
 	stopOnce sync.Once
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
-	// settling is set once the handler returned: a lost lease then only ends
-	// the beats (the result write finds out for itself), and failures are
-	// not worth a warning.
+	// settling is set once the handler returned: the beats then keep only
+	// the message hidden, and their failures are not worth a warning.
 	settling atomic.Bool
 }
 
@@ -74,7 +73,7 @@ func (b *beats) stop() {
 // visibility timeout, counted from the receive (the message's visibility runs
 // from there, whatever the claim cost), until ctx ends. It reports whether the
 // lease was lost while the handler ran; once settling (the handler returned)
-// a lost lease just ends it.
+// it extends the visibility only.
 func (pr *processor) heartbeat(ctx context.Context, claim *ledger.Claim, receipt string, receivedAt time.Time,
 	settling *atomic.Bool, log *zap.Logger) bool {
 	period := pr.opts.VisibilityTimeout / 3
@@ -106,16 +105,19 @@ func (pr *processor) heartbeat(ctx context.Context, claim *ledger.Claim, receipt
 				log.Warn("heartbeat: extending the visibility failed", zap.Error(err))
 			}
 		}
+		if settling.Load() {
+			// The result write is under way: the hidden message keeps other
+			// processors away, and Complete, Fail and GiveBack are fenced by
+			// owner and attempt, not by the lease's end. An Extend racing
+			// every result write would cost a write and, once the result
+			// landed, a read that only says so.
+			continue
+		}
 		err := pr.retry(ctx, "extend", true, func(ctx context.Context) error {
 			return pr.deps.Ledger.Extend(ctx, claim, pr.opts.LeaseDuration)
 		})
 		switch {
 		case ctx.Err() != nil:
-			return false
-		case err != nil && settling.Load() && (errors.Is(err, ledger.ErrLeaseLost) || time.Now().After(claim.LeaseUntil)):
-			// The result landed (the claim is no longer processing), or the
-			// lease is gone: either way the result write finds out which.
-			log.Debug("heartbeat after the handler: the claim is no longer extended; stopping", zap.Error(err))
 			return false
 		case errors.Is(err, ledger.ErrLeaseLost):
 			pr.metrics.heartbeats.WithLabelValues("lease_lost").Inc()
