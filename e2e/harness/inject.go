@@ -168,8 +168,10 @@ type Injector struct {
 	rules []*Active
 	rng   *rand.Rand
 
-	// received counts the messages SQS handed out through this injector.
+	// received counts the messages SQS handed out through this injector;
+	// sent those it accepted from a send.
 	received atomic.Int64
+	sent     atomic.Int64
 }
 
 // NewInjector starts an injector on a free 127.0.0.1 port in front of target
@@ -200,9 +202,18 @@ func NewInjector(api API, target string) (*Injector, error) {
 	return in, nil
 }
 
-// observe counts the messages a ReceiveMessage answer hands out.
+// observe counts the messages a ReceiveMessage answer hands out and those a
+// SendMessage or SendMessageBatch answer says SQS took.
 func (in *Injector) observe(resp *http.Response) error {
-	if in.API != SQS || resp.StatusCode != http.StatusOK || operation(resp.Request) != "ReceiveMessage" {
+	if in.API != SQS || resp.StatusCode != http.StatusOK {
+		return nil
+	}
+	op := operation(resp.Request)
+	if op == "SendMessage" {
+		in.sent.Add(1)
+		return nil
+	}
+	if op != "ReceiveMessage" && op != "SendMessageBatch" {
 		return nil
 	}
 	b, err := io.ReadAll(resp.Body)
@@ -210,6 +221,13 @@ func (in *Injector) observe(resp *http.Response) error {
 	resp.Body = io.NopCloser(bytes.NewReader(b))
 	if err != nil {
 		return err
+	}
+	if op == "SendMessageBatch" {
+		var out struct{ Successful []json.RawMessage }
+		if json.Unmarshal(b, &out) == nil {
+			in.sent.Add(int64(len(out.Successful)))
+		}
+		return nil
 	}
 	var out struct{ Messages []json.RawMessage }
 	if json.Unmarshal(b, &out) == nil {
@@ -220,6 +238,11 @@ func (in *Injector) observe(resp *http.Response) error {
 
 // Received is how many messages SQS handed out through this injector.
 func (in *Injector) Received() int64 { return in.received.Load() }
+
+// Sent is how many messages SQS accepted through this injector, from the
+// answers it passed on (not the calls a rule answered: lost replies, partial
+// batches).
+func (in *Injector) Sent() int64 { return in.sent.Load() }
 
 // URL is the injector's endpoint.
 func (in *Injector) URL() string { return "http://" + in.ln.Addr().String() }

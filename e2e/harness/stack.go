@@ -512,6 +512,20 @@ func (s *Stack) Received() int64 {
 	return n
 }
 
+// Sent is how many messages SQS accepted from the stack's processes of role
+// ("" for all), those stopped included, as Injector.Sent counts them.
+func (s *Stack) Sent(role Role) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int64
+	for _, p := range s.procs {
+		if role == "" || p.Role == role {
+			n += p.SQSAPI.Sent()
+		}
+	}
+	return n
+}
+
 // InjectAll is Inject for every process.
 func (s *Stack) InjectAll(api API, r Rule) *Injection { return s.Inject("", api, r) }
 

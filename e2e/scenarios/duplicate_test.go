@@ -200,15 +200,9 @@ func TestTwoIdenticalLargeBodies(t *testing.T) {
 	}
 	close(start)
 	wg.Wait()
-	queued := 0
 	for i, d := range deliveries {
 		if errs[i] != nil {
 			t.Fatalf("replica %d: %v", i, errs[i])
-		}
-		for _, a := range d.Attempts {
-			if a.Err == nil && (a.Status == http.StatusOK || a.Status == http.StatusServiceUnavailable) {
-				queued += summaryOf(t, a).Queued
-			}
 		}
 		final := summaryOf(t, d.Final())
 		if final.Queued+final.Duplicates != len(keys) {
@@ -216,9 +210,13 @@ func TestTwoIdenticalLargeBodies(t *testing.T) {
 		}
 		t.Logf("replica %d: %d attempt(s), first %v, final %+v", i, len(d.Attempts), d.Attempts[0], final)
 	}
-	if queued != len(keys) {
-		t.Errorf("queued %d over both requests, want each of %d events queued exactly once", queued, len(keys))
+	// Counted from SQS's answers, not from ingest's: an attempt the client
+	// gave up on (its timeout on a slow machine) sent what it sent all the same.
+	sent := s.Sent(harness.RoleIngest)
+	if sent != int64(len(keys)) {
+		t.Errorf("SQS accepted %d messages from both ingests, want each of the %d events sent exactly once", sent, len(keys))
 	}
+	t.Logf("SQS accepted %d messages from both ingests", sent)
 
 	took := s.AwaitSettled(keys, 3*time.Minute)
 	tally := s.CheckInvariants(harness.Expect{Keys: keys})
