@@ -90,7 +90,12 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, rece
 		wait := visibilitySeconds(time.Until(refused.LeaseUntil), time.Since(receivedAt), 1)
 		log.Info("event held by another processor; leaving the message until its lease ends",
 			zap.String("owner", refused.Owner), zap.Time("lease_until", refused.LeaseUntil), zap.Int32("visibility_s", wait))
-		pr.setVisibility(pr.final, receipt, wait, log)
+		// At its last receive the message would next be redriven to the DLQ:
+		// a fresh copy, due when the lease ends, takes its place (should the
+		// holder be gone, it may hold the event's only copy).
+		if !pr.resendIfLastAfter(m, env, wait, log) {
+			pr.setVisibility(pr.final, receipt, wait, log)
+		}
 		return false
 	case errors.Is(err, ledger.ErrConflict):
 		pr.metrics.claimConflicts.Inc()
@@ -148,6 +153,10 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, rece
 		pr.metrics.leasesLost.Inc()
 		pr.result(ResultLeaseLost)
 		log.Warn("lease lost while the handler ran; not completing, not deleting", zap.NamedError("handler_error", herr))
+		// At its last receive, SQS would redrive the message to the DLQ
+		// though nothing failed: a fresh copy instead finds the event done,
+		// or held, or (its taker gone) claims it again.
+		pr.resendIfLast(m, env, log)
 	case herr == nil:
 		completeCtx, completeSpan := pr.startSpan(w, "complete")
 		err := pr.retryResult(completeCtx, "complete", func(ctx context.Context) error { return pr.deps.Ledger.Complete(ctx, claim) })
@@ -156,11 +165,12 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, rece
 			hb.stop()
 		}
 		if pr.ledgerWriteFailed(err, "complete", log) {
-			if !errors.Is(err, ledger.ErrLeaseLost) {
-				// The run happened; only its record failed. Its copy finds the
-				// claim ours-but-expired and runs it again, which beats the DLQ.
-				pr.resendIfLast(m, env, log)
-			}
+			// At its last receive the message would be redriven to the DLQ
+			// though nothing failed. Only the record failed (the copy finds
+			// the claim ours-but-expired and runs the event again, which
+			// beats the DLQ) or another claim took the event over (the copy
+			// finds it done or held, or, that claim gone, claims it again).
+			pr.resendIfLast(m, env, log)
 			return false
 		}
 		pr.result(ResultDone)
