@@ -9,6 +9,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/wahook/wahook/shared/awstest"
 )
 
 // What the worker's per-group scheduling relies on (worker/processor/groups.go):
@@ -18,6 +20,11 @@ import (
 // once; the group resumes with the given-back message, then the later ones.
 func TestSQSFIFOGiveBackHoldsTheGroup(t *testing.T) {
 	t.Parallel()
+	if emu.SQSImpl == awstest.SQSLocalStack {
+		// Measured by awstest's TestSQSEmulatorBehaviour (FIFOGroupLockedWhileInFlight)
+		// and listed in localstack/README.md.
+		t.Skip("LocalStack's SQS hands out a group's later messages made visible while an earlier one is in flight (AWS blocks the group)")
+	}
 	c := clients(t)
 	url := newQueue(t, c, "fifogb", map[string]string{"FifoQueue": "true", "VisibilityTimeout": "30"})
 	for i := range 4 {

@@ -34,6 +34,11 @@ type sqsBehaviour struct {
 	dlqReceiveCount         int
 	// fifoSequenceNumberZero: SequenceNumber is "0" (AWS: a large, increasing number).
 	fifoSequenceNumberZero bool
+	// fifoGroupReleasedInFlight: a FIFO group's later messages, made visible
+	// again (ChangeMessageVisibility 0) while an earlier message of the group
+	// is still in flight, are handed out at once. AWS: "in-flight messages
+	// block the delivery of available messages within the same message group".
+	fifoGroupReleasedInFlight bool
 	// sizes: see maxSize. AWS: MaximumMessageSize 1 KiB..1 MiB, enforced.
 	sizes sizes
 	// moveTask: StartMessageMoveTask moves the dead-letter queue's messages
@@ -45,16 +50,18 @@ var sqsBehaviours = map[string]sqsBehaviour{
 	awstest.SQSElasticMQ: {
 		abandonedPollKept:       true,
 		deliveriesBeforeRedrive: 2, dlqReceiveCount: 3,
-		fifoSequenceNumberZero: true,
-		sizes:                  sizes{defaultMax: "", enforces1KiBMax: false, over256KiB: true, mib: true, overMiB: false},
-		moveTask:               true,
+		fifoSequenceNumberZero:    true,
+		fifoGroupReleasedInFlight: false,
+		sizes:                     sizes{defaultMax: "", enforces1KiBMax: false, over256KiB: true, mib: true, overMiB: false},
+		moveTask:                  true,
 	},
 	awstest.SQSLocalStack: {
 		abandonedPollKept:       true,
 		deliveriesBeforeRedrive: 2, dlqReceiveCount: 3,
-		fifoSequenceNumberZero: false,
-		sizes:                  sizes{defaultMax: "1048576", enforces1KiBMax: true, over256KiB: true, mib: true, overMiB: false},
-		moveTask:               true,
+		fifoSequenceNumberZero:    false,
+		fifoGroupReleasedInFlight: true,
+		sizes:                     sizes{defaultMax: "1048576", enforces1KiBMax: true, over256KiB: true, mib: true, overMiB: false},
+		moveTask:                  true,
 	},
 }
 
@@ -98,6 +105,13 @@ func TestSQSEmulatorBehaviour(t *testing.T) {
 				m.t = t
 				if zero := m.fifo(); zero != want.fifoSequenceNumberZero {
 					t.Errorf("SequenceNumber \"0\": %v, want %v", zero, want.fifoSequenceNumberZero)
+				}
+			})
+			t.Run("FIFOGroupLockedWhileInFlight", func(t *testing.T) {
+				m.t = t
+				if got := m.fifoGroupReleasedInFlight(); got != want.fifoGroupReleasedInFlight {
+					t.Errorf("a group's later messages handed out while an earlier one is in flight: %v, want %v",
+						got, want.fifoGroupReleasedInFlight)
 				}
 			})
 			t.Run("MaximumMessageSize", func(t *testing.T) {
@@ -292,6 +306,44 @@ func (m *sqsMeasure) fifo() (sequenceZero bool) {
 	}
 	m.t.Logf("dedup and group order as on AWS; SequenceNumber %q", aws.ToString(first.SequenceNumber))
 	return aws.ToString(first.SequenceNumber) == "0"
+}
+
+// fifoGroupReleasedInFlight receives three messages of one group in one
+// receive, keeps the first in flight (ChangeMessageVisibility 30 s: a
+// give-back, or a claim held by a killed worker's lease) and makes the later
+// two visible at once (what the worker does with the messages it holds back
+// behind an unfinished one). AWS keeps the group blocked until the first one
+// is deleted or visible again; it reports whether the later ones are handed
+// out meanwhile, and in which order.
+func (m *sqsMeasure) fifoGroupReleasedInFlight() bool {
+	url := m.queue("fifo-lock", map[string]string{"FifoQueue": "true", "VisibilityTimeout": "60"})
+	for _, body := range []string{"g0", "g1", "g2"} {
+		if _, err := m.c.SendMessage(m.t.Context(), &sqs.SendMessageInput{QueueUrl: &url, MessageBody: aws.String(body),
+			MessageGroupId: aws.String("g"), MessageDeduplicationId: aws.String(body)}); err != nil {
+			m.t.Fatal(err)
+		}
+	}
+	first := m.receive(url, 1)
+	if len(first) != 3 || aws.ToString(first[0].Body) != "g0" {
+		m.t.Fatalf("first receive: %d messages, want g0 g1 g2 in one receive", len(first))
+	}
+	for i, secs := range []int32{30, 0, 0} {
+		if _, err := m.c.ChangeMessageVisibility(m.t.Context(), &sqs.ChangeMessageVisibilityInput{
+			QueueUrl: &url, ReceiptHandle: first[i].ReceiptHandle, VisibilityTimeout: secs}); err != nil {
+			m.t.Fatal(err)
+		}
+	}
+	got := m.receive(url, 1)
+	if len(got) == 0 {
+		m.t.Logf("g0 in flight, g1 and g2 visible again: nothing handed out (the group stays blocked, as on AWS)")
+		return false
+	}
+	var bodies []string
+	for _, msg := range got {
+		bodies = append(bodies, aws.ToString(msg.Body))
+	}
+	m.t.Logf("g0 in flight, g1 and g2 visible again: %v handed out while g0 is in flight", bodies)
+	return true
 }
 
 // sizes is what an emulator does with message sizes.
