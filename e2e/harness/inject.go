@@ -13,10 +13,13 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 )
 
 // API names the AWS API an Injector sits in front of.
@@ -172,6 +175,10 @@ type Injector struct {
 	// sent those it accepted from a send.
 	received atomic.Int64
 	sent     atomic.Int64
+	// handedOutAgain maps each FIFO message group of which a message was
+	// handed out with an ApproximateReceiveCount above 1 to when that was
+	// first seen.
+	handedOutAgain sync.Map
 }
 
 // NewInjector starts an injector on a free 127.0.0.1 port in front of target
@@ -229,9 +236,21 @@ func (in *Injector) observe(resp *http.Response) error {
 		}
 		return nil
 	}
-	var out struct{ Messages []json.RawMessage }
+	var out struct {
+		Messages []struct{ Attributes map[string]string }
+	}
 	if json.Unmarshal(b, &out) == nil {
 		in.received.Add(int64(len(out.Messages)))
+		// Before the answer reaches the process: whatever it hands out is
+		// handled after this time.
+		seen := time.Now()
+		for _, m := range out.Messages {
+			g := m.Attributes[string(sqstypes.MessageSystemAttributeNameMessageGroupId)]
+			n, _ := strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)])
+			if g != "" && n > 1 {
+				in.handedOutAgain.LoadOrStore(g, seen)
+			}
+		}
 	}
 	return nil
 }
@@ -243,6 +262,22 @@ func (in *Injector) Received() int64 { return in.received.Load() }
 // answers it passed on (not the calls a rule answered: lost replies, partial
 // batches).
 func (in *Injector) Sent() int64 { return in.sent.Load() }
+
+// HandedOutAgain records in groups, for each FIFO message group of which SQS
+// handed out a message a second time or later (its ApproximateReceiveCount
+// above 1, as the worker requests both attributes: given back, held back
+// behind an unfinished one, its worker killed), the earliest time this
+// injector saw that. A delivery to a poll nobody reads any more is not seen,
+// but the message's next one is.
+func (in *Injector) HandedOutAgain(groups map[string]time.Time) {
+	in.handedOutAgain.Range(func(k, v any) bool {
+		g, at := k.(string), v.(time.Time)
+		if first, ok := groups[g]; !ok || at.Before(first) {
+			groups[g] = at
+		}
+		return true
+	})
+}
 
 // URL is the injector's endpoint.
 func (in *Injector) URL() string { return "http://" + in.ln.Addr().String() }

@@ -526,6 +526,19 @@ func (s *Stack) Sent(role Role) int64 {
 	return n
 }
 
+// HandedOutAgain maps each FIFO message group of which SQS handed out a
+// message more than once, to any process of the stack, to when that was first
+// seen (Injector.HandedOutAgain).
+func (s *Stack) HandedOutAgain() map[string]time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	groups := map[string]time.Time{}
+	for _, p := range s.procs {
+		p.SQSAPI.HandedOutAgain(groups)
+	}
+	return groups
+}
+
 // InjectAll is Inject for every process.
 func (s *Stack) InjectAll(api API, r Rule) *Injection { return s.Inject("", api, r) }
 

@@ -27,12 +27,40 @@ import (
 // conversation's completion order is that record restricted to the runs whose
 // attempt is the one the ledger completed — exactly one per event. On a FIFO
 // queue it must equal the send order for every conversation.
+//
+// LocalStack's SQS hands out a group's later messages made visible again (the
+// worker holds them back behind an unfinished one with visibility 0) while
+// the earlier one is still in flight; AWS and ElasticMQ keep the group blocked
+// (localstack/README.md). Until the first such message is handed out again,
+// LocalStack's group lock is AWS's. There, per conversation, the events done
+// before SQS first handed out one of its messages a second time must be the
+// first ones sent, completed in send order (all of them when that never
+// happened); the order after it is reported, not asserted.
 func TestFIFOConversationOrder(t *testing.T) {
 	r := runConversations(t, true)
-	if r.outOfOrder > 0 {
-		t.Errorf("%d of %d conversations completed out of send order on a FIFO queue, e.g. %s",
-			r.outOfOrder, r.conversations, r.example)
+	if !r.laxGroupLock {
+		if len(r.outOfOrder) > 0 {
+			t.Errorf("%d of %d conversations completed out of send order on a FIFO queue, e.g. %s",
+				len(r.outOfOrder), r.conversations, r.example)
+		}
+		return
 	}
+	asserted, whole := 0, 0
+	for _, g := range r.groups {
+		p := r.prefixes[g]
+		asserted += p.events
+		if p.whole {
+			whole++
+		}
+		if p.broken != "" {
+			t.Errorf("conversation %s: of the %d events done before SQS first handed out one of its messages again, %s",
+				g, p.events, p.broken)
+		}
+	}
+	t.Logf("LocalStack's SQS: order asserted for %d of %d events (those done before their conversation's first message "+
+		"was handed out again; %d conversations never had one), %d of %d conversations out of send order overall "+
+		"(not asserted here: LocalStack hands out a group's messages made visible again while an earlier one is in flight)",
+		asserted, r.events, whole, len(r.outOfOrder), r.conversations)
 }
 
 // The same scenario on a standard queue: how many conversations come out of
@@ -42,8 +70,46 @@ func TestStandardQueueConversationOrder(t *testing.T) {
 }
 
 type orderReport struct {
-	conversations, events, outOfOrder, overtook, reruns int
-	example                                             string
+	conversations, events, overtook, reruns int
+	example                                 string
+	groups                                  []string
+	// outOfOrder maps each conversation completed out of send order to
+	// where its order broke.
+	outOfOrder map[string]string
+	// laxGroupLock: the backend's SQS may hand out a group's later messages
+	// early once one of its messages is handed out again
+	// (Backend.FIFOGroupReleasedInFlight); prefixes then says, per
+	// conversation, whether the events done before that kept send order.
+	laxGroupLock bool
+	prefixes     map[string]orderedPrefix
+}
+
+// orderedPrefix is a conversation's events done before SQS first handed out
+// one of its messages again (all of them when that never happened: whole).
+type orderedPrefix struct {
+	events int
+	whole  bool
+	broken string // why they are not the first ones sent, in send order
+}
+
+// prefixBefore checks that the events of got (completion order) done before
+// again (zero: never) are the first of want (send order), in that order.
+func prefixBefore(got, want []string, items map[string]harness.LedgerItem, again time.Time) orderedPrefix {
+	var before []string
+	for _, k := range got {
+		if again.IsZero() || items[k].DoneAt.Before(again) {
+			before = append(before, k)
+		}
+	}
+	p := orderedPrefix{events: len(before), whole: again.IsZero()}
+	for i, k := range before {
+		if k != want[i] {
+			p.broken = fmt.Sprintf("completion %d was %s (attempt %d), sent %d was %s (attempt %d)",
+				i, k, items[k].Attempt, i, want[i], items[want[i]].Attempt)
+			break
+		}
+	}
+	return p
 }
 
 func runConversations(t *testing.T, fifo bool) orderReport {
@@ -117,8 +183,11 @@ func runConversations(t *testing.T, fifo bool) orderReport {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := orderReport{conversations: len(convs), events: len(keys)}
+	r := orderReport{conversations: len(convs), events: len(keys), outOfOrder: map[string]string{},
+		laxGroupLock: s.Suite.Backend.FIFOGroupReleasedInFlight(), prefixes: map[string]orderedPrefix{}}
+	again := s.HandedOutAgain()
 	for _, c := range convs {
+		r.groups = append(r.groups, c.Group)
 		want := c.Keys()
 		got, reruns := harness.Completions(seqs[c.Group], items)
 		r.reruns += reruns
@@ -128,15 +197,17 @@ func runConversations(t *testing.T, fifo bool) orderReport {
 				c.Group, len(got), len(want), got)
 			continue
 		}
+		r.prefixes[c.Group] = prefixBefore(got, want, items, again[c.Group])
 		if !slices.Equal(got, want) {
-			r.outOfOrder++
 			r.overtook += overtaking(got, want)
+			i := 0
+			for i < len(got) && got[i] == want[i] {
+				i++
+			}
+			r.outOfOrder[c.Group] = fmt.Sprintf("%s: completion %d was %s, sent %d was %s (completed at attempt %d)",
+				c.Group, i, got[i], i, want[i], items[want[i]].Attempt)
 			if r.example == "" {
-				i := 0
-				for i < len(got) && got[i] == want[i] {
-					i++
-				}
-				r.example = fmt.Sprintf("%s: completion %d was %s, sent %d was %s", c.Group, i, got[i], i, want[i])
+				r.example = r.outOfOrder[c.Group]
 			}
 		}
 	}
@@ -157,7 +228,7 @@ func runConversations(t *testing.T, fifo bool) orderReport {
 		"%d conversations completed out of send order (%d events completed before an event sent earlier in their conversation); "+
 		"%d handler runs re-ran after finishing (claim lost to a kill); %d messages held back by the surviving workers",
 		queue, r.conversations, nEvents, r.events, tally.Invocations, tally.MaxAttempt, elapsed.Round(100*time.Millisecond),
-		r.outOfOrder, r.overtook, r.reruns, int(held))
+		len(r.outOfOrder), r.overtook, r.reruns, int(held))
 	if r.example != "" {
 		t.Logf("first out-of-order conversation: %s", r.example)
 	}
