@@ -115,18 +115,6 @@ func TestInterruptionsDoNotExhaustAttempts(t *testing.T) {
 	})
 }
 
-// deliverKeys delivers n new messages through ingest and returns their keys.
-func deliverKeys(t *testing.T, s *harness.Stack, g *harness.Gen, n int) []string {
-	t.Helper()
-	payloads := g.Batches(g.Messages(n), 2)
-	ctx, cancel := contextWithTimeout(t, time.Minute)
-	defer cancel()
-	if _, err := s.Client().DeliverAll(ctx, bodiesOf(payloads), 4); err != nil {
-		t.Fatal(err)
-	}
-	return keysOf(payloads)
-}
-
 // holdAll waits until w's processors hold every key (processing, their
 // lease); a key that ended meanwhile fails the test at once.
 func holdAll(t *testing.T, s *harness.Stack, w *harness.Process, keys []string) {

@@ -171,3 +171,16 @@ func (sp *spread) wait(t *testing.T) []harness.Delivery {
 	}
 	return sp.deliveries
 }
+
+// deliverKeys delivers n new messages through ingest (webhooks of 2, 4 at a
+// time, each retried like Meta) and returns their keys.
+func deliverKeys(t *testing.T, s *harness.Stack, g *harness.Gen, n int) []string {
+	t.Helper()
+	payloads := g.Batches(g.Messages(n), 2)
+	ctx, cancel := contextWithTimeout(t, 2*time.Minute)
+	defer cancel()
+	if _, err := s.Client().DeliverAll(ctx, bodiesOf(payloads), 4); err != nil {
+		t.Fatal(err)
+	}
+	return keysOf(payloads)
+}

@@ -91,13 +91,7 @@ func TestOutcomeUnknownNotLeaseLost(t *testing.T) {
 		}))
 
 	g := harness.NewGen(seed(t))
-	payloads := g.Batches(g.Messages(n), 2)
-	keys := keysOf(payloads)
-	ctx, cancel := contextWithTimeout(t, 2*time.Minute)
-	defer cancel()
-	if _, err := s.Client().DeliverAll(ctx, bodiesOf(payloads), 4); err != nil {
-		t.Fatal(err)
-	}
+	keys := deliverKeys(t, s, g, n)
 	s.AwaitSettled(keys, time.Minute)
 	s.ClearInjections()
 	s.Report(fw, keys)
@@ -107,6 +101,7 @@ func TestOutcomeUnknownNotLeaseLost(t *testing.T) {
 			completeLost.Hits(), readFailed.Hits(), len(keys), len(keys), readsFailed*len(keys))
 	}
 
+	ctx := t.Context()
 	lost, err := s.SumMetric(ctx, harness.RoleWorker, "wahook_worker_leases_lost_total")
 	if err != nil {
 		t.Fatal(err)

@@ -67,13 +67,7 @@ func TestSecretsStaySecret(t *testing.T) {
 	}})
 
 	g := harness.NewGen(seed(t))
-	payloads := g.Batches(g.Messages(n), 2)
-	keys := keysOf(payloads)
-	ctx, cancel := contextWithTimeout(t, 2*time.Minute)
-	defer cancel()
-	if _, err := s.Client().DeliverAll(ctx, bodiesOf(payloads), 4); err != nil {
-		t.Fatal(err)
-	}
+	keys := deliverKeys(t, s, g, n)
 	s.AwaitSettled(keys, time.Minute)
 	// Each event: its first run failed at the target, its second completed.
 	s.CheckInvariants(harness.Expect{Keys: keys, Reinvocable: harness.AnyKey})

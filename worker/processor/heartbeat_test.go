@@ -46,22 +46,33 @@ func TestHeartbeatCountsFromReceive(t *testing.T) {
 	})
 	slow := func(d *processor.Deps) { d.Ledger = slowClaims{Ledger: d.Ledger, delay: visibility * 3 / 4} }
 	opts := processor.Options{VisibilityTimeout: visibility, ReceiveWait: time.Second}
-	e.start(opts, h, slow)
-	e.start(opts, h, slow)
+	receives, visibilities, _ := e.doneOnceByTwo(&inv, "slow-claim", id, opts, h, slow)
+	if receives != 1 {
+		t.Errorf("message received %d times, want 1: it became visible before its first heartbeat (visibility changes %v)", receives, visibilities)
+	}
+}
 
-	k := webhook.MessageKey("slow-claim")
-	eventually(t, 30*time.Second, "the event to be done and its message deleted", func() bool {
+// doneOnceByTwo runs two pools over e with h and mod until the event of wamid
+// (message id) is done and its message deleted; it fails the test unless h
+// ran once, and returns how often the message was received, its visibility
+// changes and the event's ledger item.
+func (e *env) doneOnceByTwo(inv *invocations, wamid, id string, opts processor.Options, h processor.Handler,
+	mod func(*processor.Deps)) (receives int, visibilities []int32, it ledger.Item) {
+	e.t.Helper()
+	e.start(opts, h, mod)
+	e.start(opts, h, mod)
+	k := webhook.MessageKey(wamid)
+	eventually(e.t, 30*time.Second, "the event to be done and its message deleted", func() bool {
 		it, _ := e.item(k)
 		_, deletes, _ := e.queue.counts(id)
 		return it.State == ledger.StateDone && deletes > 0
 	})
-	receives, _, visibilities := e.queue.counts(id)
-	if receives != 1 {
-		t.Errorf("message received %d times, want 1: it became visible before its first heartbeat (visibility changes %v)", receives, visibilities)
-	}
+	receives, _, visibilities = e.queue.counts(id)
 	if runs := inv.of(k); len(runs) != 1 {
-		t.Errorf("handler ran %d times, want 1", len(runs))
+		e.t.Errorf("handler ran %d times, want 1", len(runs))
 	}
+	it, _ = e.item(k)
+	return receives, visibilities, it
 }
 
 // slowCompletes delays every Complete past the visibility timeout.
@@ -95,23 +106,11 @@ func TestHeartbeatsCoverTheResultWrite(t *testing.T) {
 	})
 	slow := func(d *processor.Deps) { d.Ledger = slowCompletes{Ledger: d.Ledger, delay: 2 * visibility} }
 	opts := processor.Options{VisibilityTimeout: visibility, ReceiveWait: time.Second, BackendTimeout: 3 * visibility}
-	e.start(opts, h, slow)
-	e.start(opts, h, slow)
-
-	k := webhook.MessageKey("slow-complete")
-	eventually(t, 30*time.Second, "the event to be done and its message deleted", func() bool {
-		it, _ := e.item(k)
-		_, deletes, _ := e.queue.counts(id)
-		return it.State == ledger.StateDone && deletes > 0
-	})
-	receives, _, visibilities := e.queue.counts(id)
+	receives, visibilities, it := e.doneOnceByTwo(&inv, "slow-complete", id, opts, h, slow)
 	if receives != 1 {
 		t.Errorf("message received %d times, want 1: it reappeared while its Complete ran (visibility changes %v)", receives, visibilities)
 	}
-	if runs := inv.of(k); len(runs) != 1 {
-		t.Errorf("handler ran %d times, want 1", len(runs))
-	}
-	if it, _ := e.item(k); it.Attempt != 1 {
+	if it.Attempt != 1 {
 		t.Errorf("done at attempt %d, want 1", it.Attempt)
 	}
 }
