@@ -3,6 +3,8 @@ package audit_test
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -116,25 +118,24 @@ func TestRecordsEveryInvocation(t *testing.T) {
 func TestDelayHonoursCancellation(t *testing.T) {
 	t.Parallel()
 	db, table := setup(t)
-	h, err := audit.New(db, audit.Options{Table: table, Delay: time.Minute})
+	// Cancel once the handler has the answer to its start write (it is then
+	// in its delay): not on seeing the write in the table, which can come
+	// before the handler read the answer, and cut the write instead.
+	recorded := make(chan struct{})
+	h, err := audit.New(&afterInvocation{DB: db, recorded: recorded}, audit.Options{Table: table, Delay: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancelCause(t.Context())
-	// Cancel once the start is recorded (the handler is then in its delay).
 	var cancelled time.Time
 	started := make(chan struct{})
 	go func() {
 		defer close(started)
-		for ctx.Err() == nil {
-			out, err := db.GetItem(ctx, &dynamodb.GetItemInput{TableName: &table, ConsistentRead: aws.Bool(true),
-				Key: map[string]types.AttributeValue{audit.AttrPK: &types.AttributeValueMemberS{Value: "msg#wamid.B"}}})
-			if err == nil && n(out.Item[audit.AttrInvocations]) == "1" {
-				cancelled = time.Now()
-				cancel(processor.ErrShutdown)
-				return
-			}
-			time.Sleep(20 * time.Millisecond) // polling the table: no event to wait on
+		select {
+		case <-recorded:
+			cancelled = time.Now()
+			cancel(processor.ErrShutdown)
+		case <-ctx.Done():
 		}
 	}()
 	began := time.Now()
@@ -165,4 +166,20 @@ func TestDelayHonoursCancellation(t *testing.T) {
 	if err != nil || at < began.UnixMilli() || at > time.Now().UnixMilli() {
 		t.Errorf("cancelled.1 = %v, want the epoch ms of the cancellation", m.Value["1"])
 	}
+}
+
+// afterInvocation is the handler's DynamoDB client; it closes recorded once
+// the write that counts an invocation has been answered.
+type afterInvocation struct {
+	audit.DB
+	recorded chan struct{}
+	once     sync.Once
+}
+
+func (a *afterInvocation) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, o ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	out, err := a.DB.UpdateItem(ctx, in, o...)
+	if err == nil && slices.Contains(slices.Collect(maps.Values(in.ExpressionAttributeNames)), audit.AttrInvocations) {
+		a.once.Do(func() { close(a.recorded) })
+	}
+	return out, err
 }
