@@ -61,11 +61,13 @@ func itemKey(body []byte) string {
 // outcome, every event done exactly once with its handler run once.
 func TestOutcomeUnknownNotLeaseLost(t *testing.T) {
 	n := form(8, 60)
-	// Five failed GetItem calls per key outlast every attempt the SDK makes
-	// for one read (3 or 4, seen): the ledger's read fails once, its next
-	// read succeeds after the SDK's retries. Should the SDK ever make more
-	// attempts, no Complete is retried and the check below says so.
-	const readsFailed = 5
+	// Eight failed GetItem calls per key outlast every attempt the SDK makes
+	// for one read (3 or 4, seen) twice over: an Extend whose reply was lost
+	// reads to learn whether it landed and, should that read come after the
+	// key's Complete was sent (a busy machine), spends up to four of them;
+	// the Complete's own explaining read still fails. Should the SDK ever
+	// make more attempts, no Complete is retried and the check below says so.
+	const readsFailed = 8
 	s := harness.NewStack(t, harness.StackOptions{Visibility: 3 * time.Second})
 	s.StartIngest(nil)
 	wo := harness.WorkerOptions{Processors: 4, AuditDelay: 1500 * time.Millisecond}
@@ -75,7 +77,7 @@ func TestOutcomeUnknownNotLeaseLost(t *testing.T) {
 	completed, extended, unexplained := newPerKey(), newPerKey(), newPerKey()
 	ledgerTable := harness.Table(s.LedgerTable)
 	isComplete, isExtend := ledgerCall("#state = :done"), ledgerCall(`"SET #lease_until = :until"`)
-	fw := harness.FaultBegins("Complete's reply lost and its explaining read failed (HTTP 500 ×5), Extend's reply lost")
+	fw := harness.FaultBegins("Complete's reply lost and its explaining read failed (HTTP 500 ×8), Extend's reply lost")
 	completeLost := s.Inject(harness.RoleWorker, harness.DynamoDB, harness.LoseReply().On("UpdateItem").
 		Matching(func(op string, body []byte) bool {
 			return ledgerTable(op, body) && isComplete(op, body) && completed.take(itemKey(body), 1)
