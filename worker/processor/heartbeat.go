@@ -119,6 +119,12 @@ func (pr *processor) heartbeat(ctx context.Context, claim *ledger.Claim, receipt
 		switch {
 		case ctx.Err() != nil:
 			return false
+		case err != nil && settling.Load():
+			// The handler returned while this Extend was under way: the
+			// result write decides now, fenced on its own, and its landing
+			// is what refuses an Extend still retrying (a reply lost on a
+			// slow backend). Neither a lost lease nor worth a warning.
+			log.Debug("heartbeat: extend refused or failed after the handler returned; the result write decides", zap.Error(err))
 		case errors.Is(err, ledger.ErrLeaseLost):
 			pr.metrics.heartbeats.WithLabelValues("lease_lost").Inc()
 			log.Warn("heartbeat: lease lost; cancelling the handler", zap.Error(err))

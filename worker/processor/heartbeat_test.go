@@ -2,9 +2,12 @@ package processor_test
 
 import (
 	"context"
+	"errors"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/wahook/wahook/shared/ledger"
 	"github.com/wahook/wahook/shared/webhook"
 	"github.com/wahook/wahook/worker/processor"
@@ -112,5 +115,115 @@ func TestHeartbeatsCoverTheResultWrite(t *testing.T) {
 	}
 	if it.Attempt != 1 {
 		t.Errorf("done at attempt %d, want 1", it.Attempt)
+	}
+}
+
+// lateExtends holds the first Extend until the claim's Complete has landed, as
+// a heartbeat whose reply was lost and whose retry comes after the result
+// write on a slow backend: the retry is refused, the event being done.
+type lateExtends struct {
+	processor.Ledger
+	extending chan struct{} // closed when the first Extend begins
+	completed chan struct{} // closed when a Complete has landed
+	answered  chan error    // the held Extend's answer
+	first     *sync.Once
+}
+
+func (l lateExtends) Extend(ctx context.Context, c *ledger.Claim, lease time.Duration) error {
+	held := false
+	l.first.Do(func() { held = true; close(l.extending) })
+	if !held {
+		return l.Ledger.Extend(ctx, c, lease)
+	}
+	select {
+	case <-l.completed:
+	case <-ctx.Done():
+		l.answered <- ctx.Err()
+		return ctx.Err()
+	}
+	err := l.Ledger.Extend(ctx, c, lease)
+	l.answered <- err
+	return err
+}
+
+func (l lateExtends) Complete(ctx context.Context, c ledger.Claim) error {
+	err := l.Ledger.Complete(ctx, c)
+	if err == nil {
+		close(l.completed)
+	}
+	return err
+}
+
+// heldDeletes holds every delete until release is closed: the beats, handed
+// to the delete, go on until then.
+type heldDeletes struct {
+	processor.Queue
+	release chan struct{}
+}
+
+func (q heldDeletes) DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, optFns ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error) {
+	select {
+	case <-q.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return q.Queue.DeleteMessageBatch(ctx, in, optFns...)
+}
+
+// An Extend refused because the processor's own Complete landed first is not
+// a lost lease: the handler had returned, the result write decides.
+func TestExtendRefusedByOwnResultIsNotLeaseLost(t *testing.T) {
+	t.Parallel()
+	const visibility = 3 * time.Second
+	e := newEnv(t, visibility)
+	id := e.send(envelopeBody(t, "late-extend"))
+	l := lateExtends{extending: make(chan struct{}), completed: make(chan struct{}), answered: make(chan error, 1), first: &sync.Once{}}
+	release := make(chan struct{})
+	var inv invocations
+	h := processor.HandlerFunc(func(ctx context.Context, ev processor.Event) error {
+		inv.add(ev)
+		select {
+		case <-l.extending: // return while the first heartbeat's Extend is held
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	r := e.start(processor.Options{VisibilityTimeout: visibility, BackendTimeout: 2 * visibility}, h, func(d *processor.Deps) {
+		l.Ledger = d.Ledger
+		d.Ledger = l
+		d.Queue = heldDeletes{Queue: d.Queue, release: release}
+	})
+	select {
+	case err := <-l.answered:
+		if !errors.Is(err, ledger.ErrLeaseLost) {
+			t.Fatalf("the held Extend answered %v, want it refused (%v) by the landed Complete", err, ledger.ErrLeaseLost)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the held Extend was never answered")
+	}
+	// The heartbeat has the refusal: it either beats on (its next visibility
+	// change comes after it judged the refusal) or reports the lease lost.
+	_, _, before := e.queue.counts(id)
+	eventually(t, 10*time.Second, "the heartbeat past the refusal", func() bool {
+		_, _, vis := e.queue.counts(id)
+		return len(vis) > len(before) || metric(t, r.reg, "wahook_worker_heartbeats_total", map[string]string{"result": "lease_lost"}) > 0
+	})
+	close(release)
+	k := webhook.MessageKey("late-extend")
+	eventually(t, 30*time.Second, "the event done and its message deleted", func() bool {
+		it, _ := e.item(k)
+		_, deletes, _ := e.queue.counts(id)
+		return it.State == ledger.StateDone && deletes > 0
+	})
+	r.stop(t, 10*time.Second)
+	if n := metric(t, r.reg, "wahook_worker_heartbeats_total", map[string]string{"result": "lease_lost"}); n != 0 {
+		t.Errorf("%v heartbeats reported the lease lost; the refusal was the processor's own Complete", n)
+	}
+	if n := metric(t, r.reg, "wahook_worker_leases_lost_total", nil); n != 0 {
+		t.Errorf("%v leases lost, want 0", n)
+	}
+	if runs := inv.of(k); len(runs) != 1 {
+		t.Errorf("handler ran %d times, want 1", len(runs))
 	}
 }
