@@ -19,11 +19,18 @@ import (
 //   - "sigterm": the worker running an event's slow handler is stopped with
 //     SIGTERM six times (a new one started each time), with
 //     WAHOOK_MAX_ATTEMPTS 3: the event still ends done, not failed.
+//   - "slow extends": every lease write slowed past the call's bound while
+//     handlers outlast the lease, with WAHOOK_MAX_ATTEMPTS 1: heartbeats
+//     cannot extend, the message reappears, the next claim takes the lapsed
+//     lease over and the earlier run's result is refused — again and again
+//     while the backend is slow. Once it is not, the event ends done: no
+//     lapsed claim spent an attempt.
 //   - "crash loop": every process that runs the event is killed (kill -9)
 //     mid-handler, with WAHOOK_MAX_INTERRUPTIONS 2: after three such claims
 //     the fourth dead-letters it without running it, and the dead letter and
 //     the ledger say why.
 func TestInterruptionsDoNotExhaustAttempts(t *testing.T) {
+	t.Parallel()
 	g := harness.NewGen(seed(t))
 	t.Run("sigterm", func(t *testing.T) {
 		const stops = 6
@@ -61,6 +68,50 @@ func TestInterruptionsDoNotExhaustAttempts(t *testing.T) {
 		}
 		s.CheckInvariants(harness.Expect{Keys: keys, Reinvocable: harness.AnyKey})
 		t.Logf("%d SIGTERMs in %v; done %v after the last", stops, fw.End.Sub(fw.Start).Round(100*time.Millisecond), settled.Round(100*time.Millisecond))
+	})
+	t.Run("slow extends", func(t *testing.T) {
+		// The harness bounds a backend call at 3 s (WAHOOK_BACKEND_TIMEOUT):
+		// an Extend held 4 s never confirms, and the 2 s lease runs out
+		// under a handler that takes 6 s.
+		s := harness.NewStack(t, harness.StackOptions{Visibility: 2 * time.Second, MaxAttempts: 1})
+		s.StartIngest(nil)
+		keys := deliverKeys(t, s, g, form(2, 4))
+		fw := harness.FaultBegins("every Extend held 4 s, past the 3 s call bound and the 2 s lease (WAHOOK_MAX_ATTEMPTS 1)")
+		inj := s.Inject(harness.RoleWorker, harness.DynamoDB, harness.Delay(4*time.Second).Matching(ledgerCall(`"SET #lease_until = :until"`)))
+		slow := harness.WorkerOptions{Processors: 2, AuditDelay: 6 * time.Second}
+		s.StartWorker(slow)
+		s.StartWorker(slow)
+		harness.Eventually(t, 2*time.Minute, "every event's lapsed lease taken over by a later claim", func(ctx context.Context) error {
+			items, err := s.Ledger(ctx)
+			if err != nil {
+				return err
+			}
+			for _, k := range keys {
+				switch it := items[k]; {
+				case it.State == ledger.StateDone || it.State == ledger.StateFailed:
+					t.Fatalf("%s ended %s at attempt %d (%q) while every Extend was slow: a lease that lapsed was not taken over, or the takeover spent an attempt",
+						k, it.State, it.Attempt, it.Error)
+				case it.Attempt < 2:
+					return fmt.Errorf("%s at attempt %d", k, it.Attempt)
+				}
+			}
+			return nil
+		})
+		s.ClearInjections()
+		fw.Ends()
+		settled := s.AwaitSettled(keys, time.Minute)
+		s.Report(fw, keys)
+		if inj.Hits() == 0 {
+			t.Fatal("no Extend was slowed: the fault did not happen as planned")
+		}
+		items := mustLedger(t, s)
+		for _, k := range keys {
+			if it := items[k]; it.State != ledger.StateDone || it.Attempt < 2 {
+				t.Errorf("%s: %s at attempt %d (%q), want done after at least one lapsed lease", k, it.State, it.Attempt, it.Error)
+			}
+		}
+		s.CheckInvariants(harness.Expect{Keys: keys, Reinvocable: harness.AnyKey})
+		t.Logf("%d Extends slowed; every event taken over after a lapse, then done %v after the backend recovered", inj.Hits(), settled.Round(100*time.Millisecond))
 	})
 	t.Run("crash loop", func(t *testing.T) {
 		const limit = 2
