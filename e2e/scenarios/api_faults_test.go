@@ -20,6 +20,7 @@ import (
 // could not be recorded, and after the fault every event is done once, the
 // DLQ empty.
 func TestLedgerWritesThrottled(t *testing.T) {
+	t.Parallel()
 	fault := form(15*time.Second, 60*time.Second)
 	const visibility = 2 * time.Second
 	s := harness.NewStack(t, harness.StackOptions{Visibility: visibility, MaxReceiveCount: 3, MaxAttempts: 1})
@@ -123,6 +124,7 @@ func TestLedgerWritesThrottled(t *testing.T) {
 // completed exactly once with the handler run once (no false "lease lost",
 // no re-run), no 503 storm, nothing left received or processing.
 func TestLostReplies(t *testing.T) {
+	t.Parallel()
 	n := form(200, 1000)
 	s := harness.NewStack(t, harness.StackOptions{})
 	s.StartIngest(nil)
@@ -192,6 +194,7 @@ func ledgerCall(fragment string) func(op string, body []byte) bool {
 // attempt is ever invoked twice (two runs may share a key only under two
 // claims).
 func TestSlowBackend(t *testing.T) {
+	t.Parallel()
 	n := form(20, 100)
 	s := harness.NewStack(t, harness.StackOptions{Visibility: 3 * time.Second})
 	s.StartIngest(nil)

@@ -23,6 +23,7 @@ import (
 // new every run and printed; WAHOOK_E2E_SEED replays the schedule (timing
 // still varies).
 func TestChaosSoak(t *testing.T) {
+	t.Parallel()
 	events := form(600, 3000)
 	produceFor := form(40*time.Second, 4*time.Minute)
 	// A new schedule every run (CI explores), printed so a failure replays.

@@ -18,6 +18,7 @@ import (
 // while the handlers (slowed a little) are still running: only the ledger's
 // claim, refusing a live lease, keeps those from running twice.
 func TestConcurrentProcessors(t *testing.T) {
+	t.Parallel()
 	n := form(1000, 3000)
 	s := harness.NewStack(t, harness.StackOptions{})
 	s.StartIngest(nil)

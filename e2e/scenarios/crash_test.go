@@ -15,6 +15,7 @@ import (
 // after their lease and visibility run out. Reports the recovery time (the
 // seed's target: under 30 s).
 func TestProcessorCrash(t *testing.T) {
+	t.Parallel()
 	const visibility = 5 * time.Second
 	const delay = 2 * time.Second
 	rounds := form(1, 3)

@@ -39,6 +39,7 @@ type selector struct {
 // (read from their /metrics after one webhook went through, duplicates
 // included). It also covers what operators asked for.
 func TestDashboardQueriesExportedMetrics(t *testing.T) {
+	t.Parallel()
 	sels := dashboardSelectors(t, DashboardPath)
 
 	s := harness.NewStack(t, harness.StackOptions{})

@@ -3,4 +3,13 @@
 // asserts, with counts read from the backends, that no accepted event was lost
 // or completed twice. `go test -short` runs the CI form (bounded to fit a
 // 6-minute budget on 2 cores); without -short the long forms run.
+//
+// Scenarios run in parallel (t.Parallel): each has its own stack — tables,
+// queues, processes, fault links and API injectors — and spends most of its
+// time waiting on leases, visibility timeouts and polls. The three that
+// assert a wall-clock bound run alone first: TestLoad (the seed's latency
+// ceiling), TestGracefulShutdown (hand-over within 2 s) and
+// TestHandlerIgnoringContext (exit within WAHOOK_SHUTDOWN_TIMEOUT + 3 s).
+// Everything else waits on conditions, so a busy machine makes it slower, not
+// red.
 package scenarios

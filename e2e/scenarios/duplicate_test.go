@@ -12,6 +12,7 @@ import (
 // The gate: Meta's handshake, signatures and malformed bodies. Nothing that
 // fails verification reaches the ledger.
 func TestWebhookGate(t *testing.T) {
+	t.Parallel()
 	s := harness.NewStack(t, harness.StackOptions{})
 	in := s.StartIngest(nil)
 	ctx := t.Context()
@@ -68,6 +69,7 @@ func TestWebhookGate(t *testing.T) {
 // ingest replicas → each event queued once (again only after an unconfirmed
 // ledger write) and processed once.
 func TestDuplicateWebhook(t *testing.T) {
+	t.Parallel()
 	s := harness.NewStack(t, harness.StackOptions{})
 	s.StartIngest(nil)
 	s.StartIngest(nil)
@@ -166,6 +168,7 @@ func TestDuplicateWebhook(t *testing.T) {
 // for the other's part, all together: both answer 200 on the first attempt,
 // and each event is sent once (no take-over of a live sibling's events).
 func TestTwoIdenticalLargeBodies(t *testing.T) {
+	t.Parallel()
 	s := harness.NewStack(t, harness.StackOptions{})
 	s.StartIngest(nil)
 	s.StartIngest(nil)

@@ -68,6 +68,7 @@ func (l *targetLog) snapshot() (map[string][]targetRequest, int) {
 // re-sends a 307/308 there: a 2xx on it would mark the event done though the
 // target never took it).
 func TestForwardRedirects(t *testing.T) {
+	t.Parallel()
 	codes := []int{http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect}
 	n := form(2, 10) * len(codes)
 	const locationToken = "location-token-e2e-7b1d"

@@ -23,6 +23,7 @@ import (
 // timeout for the other (a send that may land after ingest gave up on it).
 // Every accepted event is still completed exactly once.
 func TestIngestSendFaults(t *testing.T) {
+	t.Parallel()
 	s := harness.NewStack(t, harness.StackOptions{})
 	in1, in2 := s.StartIngest(nil), s.StartIngest(nil)
 	s.StartWorker(harness.WorkerOptions{Processors: 4})

@@ -16,6 +16,7 @@ import (
 // are completed by the other once their lease and visibility run out, the cut
 // worker cannot complete them when its network comes back, nothing is lost.
 func TestNetworkFailure(t *testing.T) {
+	t.Parallel()
 	const visibility = 5 * time.Second
 	const delay = 1500 * time.Millisecond
 	faults := form(

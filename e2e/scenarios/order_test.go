@@ -37,6 +37,7 @@ import (
 // first ones sent, completed in send order (all of them when that never
 // happened); the order after it is reported, not asserted.
 func TestFIFOConversationOrder(t *testing.T) {
+	t.Parallel()
 	r := runConversations(t, true)
 	if !r.laxGroupLock {
 		if len(r.outOfOrder) > 0 {
@@ -66,6 +67,7 @@ func TestFIFOConversationOrder(t *testing.T) {
 // The same scenario on a standard queue: how many conversations come out of
 // order is reported (README), not asserted; exactly once still is.
 func TestStandardQueueConversationOrder(t *testing.T) {
+	t.Parallel()
 	runConversations(t, false)
 }
 

@@ -16,6 +16,7 @@ import (
 // retries get a 200 once DynamoDB is back; the workers' breaker keeps the
 // backlog out of the DLQ; everything is processed once.
 func TestDynamoDBOutage(t *testing.T) {
+	t.Parallel()
 	outage := form(12*time.Second, 20*time.Second)
 	fault := form(harness.FaultRefuse, harness.FaultBlackhole)
 	// Short visibility and a low redrive limit: without the breaker, the

@@ -60,6 +60,7 @@ func itemKey(body []byte) string {
 // reported lost (metric and logs), each Complete retried after its unknown
 // outcome, every event done exactly once with its handler run once.
 func TestOutcomeUnknownNotLeaseLost(t *testing.T) {
+	t.Parallel()
 	n := form(8, 60)
 	// Eight failed GetItem calls per key outlast every attempt the SDK makes
 	// for one read (3 or 4, seen) twice over: an Extend whose reply was lost

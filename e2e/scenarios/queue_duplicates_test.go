@@ -17,6 +17,7 @@ import (
 // stands between those copies and a double run: each key must still be handled
 // exactly once, under attempt 1, and every extra copy deleted as a duplicate.
 func TestQueueDuplicateDelivery(t *testing.T) {
+	t.Parallel()
 	n := form(150, 600)
 	const copies = 3
 	s := harness.NewStack(t, harness.StackOptions{Visibility: 3 * time.Second})

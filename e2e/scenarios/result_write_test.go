@@ -25,6 +25,7 @@ import (
 //     ledger breaker (threshold 1); the write is retried anyway, so each
 //     event is done under its first claim, by its only run.
 func TestResultWriteNotCutShort(t *testing.T) {
+	t.Parallel()
 	g := harness.NewGen(seed(t))
 	n := form(4, 20)
 	complete := ledgerCall("#state = :done")

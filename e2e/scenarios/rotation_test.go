@@ -115,6 +115,7 @@ func (r *rotationStream) send(ctx context.Context, c *harness.Client, seq int, b
 // stops growing once Meta signs only with the new one, so it can be retired;
 // after the roll it is refused; every accepted event is processed once.
 func TestAppSecretRotation(t *testing.T) {
+	t.Parallel()
 	s := harness.NewStack(t, harness.StackOptions{})
 	ctx := t.Context()
 	oldSecret, newSecret := s.AppSecret, "rotated-"+s.AppSecret

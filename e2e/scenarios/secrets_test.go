@@ -30,6 +30,7 @@ import (
 // table or queue name and no error text; no secret appears anywhere in any
 // process's log (its bytes scanned), start-up and error lines included.
 func TestSecretsStaySecret(t *testing.T) {
+	t.Parallel()
 	const (
 		userinfoSecret = "e2e-userinfo-secret-5f3a"
 		querySecret    = "e2e-query-secret-81c2"

@@ -11,6 +11,7 @@ import (
 // at random and duplicated → each message ends at its highest-ranked status
 // (failed is terminal) with every status kept in its history.
 func TestStatusRace(t *testing.T) {
+	t.Parallel()
 	wamids := form(200, 1000)
 	s := harness.NewStack(t, harness.StackOptions{})
 	s.StartIngest(nil)

@@ -16,6 +16,7 @@ import (
 // worker export over OTLP/HTTP to an endpoint the test serves, and the
 // worker's spans continue the ingest's through the message's traceparent.
 func TestTraceAcrossProcesses(t *testing.T) {
+	t.Parallel()
 	col := harness.NewCollector(t)
 	s := harness.NewStack(t, harness.StackOptions{Env: col.Env()})
 	s.StartIngest(nil)

@@ -35,6 +35,7 @@ import (
 //     completed by the new owner's claim (a Complete without its fence would
 //     complete it under the zombie's stale one).
 func TestZombieWorker(t *testing.T) {
+	t.Parallel()
 	g := harness.NewGen(seed(t))
 	n := form(6, 12)
 	t.Run("waiting", func(t *testing.T) {
