@@ -74,44 +74,82 @@ func (b *beats) stop() {
 // from there, whatever the claim cost), until ctx ends. It reports whether the
 // lease was lost while the handler ran; once settling (the handler returned)
 // it extends the visibility only.
+//
+// The two run on their own cadences: a lease write held up by a slow backend
+// must not hold back the visibility change that keeps the message hidden
+// (one after the other, an Extend taking 2 s of a 3 s visibility timeout let
+// messages reappear and be run again).
 func (pr *processor) heartbeat(ctx context.Context, claim *ledger.Claim, receipt string, receivedAt time.Time,
 	settling *atomic.Bool, log *zap.Logger) bool {
 	period := pr.opts.VisibilityTimeout / 3
-	// A slow claim may have used the first period up: beat at once then.
+	vctx, stopVisibility := context.WithCancel(ctx)
+	defer stopVisibility()
+	var wg sync.WaitGroup
+	wg.Go(func() { pr.visibilityBeats(vctx, receipt, receivedAt, period, settling, log) })
+	lost := pr.leaseBeats(ctx, claim, receivedAt, period, settling, log)
+	if lost {
+		// The message is another claim's business now: it reappears at its
+		// current visibility timeout.
+		stopVisibility()
+	}
+	wg.Wait()
+	return lost
+}
+
+// every calls beat every period, counted from receivedAt (a slow claim may
+// have used the first period up: then at once), until ctx ends or beat
+// returns false.
+func every(ctx context.Context, receivedAt time.Time, period time.Duration, beat func() bool) {
 	t := time.NewTimer(max(time.Until(receivedAt.Add(period)), 0))
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return false
+			return
 		case <-t.C:
 		}
 		t.Reset(period)
-		// Visibility first: it is what keeps other processors from receiving
-		// the message, and a slow lease write must not let it lapse.
-		ok := true
-		secs := visibilitySeconds(pr.opts.VisibilityTimeout, time.Since(receivedAt), 1)
-		if err := pr.changeVisibility(ctx, receipt, secs); err != nil {
-			if ctx.Err() != nil {
-				return false
-			}
-			ok = false
-			if settling.Load() {
-				// Deleted meanwhile, or the backend's trouble: the result
-				// write and the delete report their own.
-				log.Debug("heartbeat after the handler: extending the visibility failed", zap.Error(err))
-			} else {
-				pr.metrics.heartbeats.WithLabelValues("error").Inc()
-				log.Warn("heartbeat: extending the visibility failed", zap.Error(err))
-			}
+		if !beat() {
+			return
 		}
+	}
+}
+
+// visibilityBeats keeps the message hidden until ctx ends: it is what keeps
+// other processors from receiving it, through the handler and then through
+// the result write and the delete.
+func (pr *processor) visibilityBeats(ctx context.Context, receipt string, receivedAt time.Time, period time.Duration,
+	settling *atomic.Bool, log *zap.Logger) {
+	every(ctx, receivedAt, period, func() bool {
+		secs := visibilitySeconds(pr.opts.VisibilityTimeout, time.Since(receivedAt), 1)
+		err := pr.changeVisibility(ctx, receipt, secs)
+		switch {
+		case err == nil || ctx.Err() != nil:
+		case settling.Load():
+			// Deleted meanwhile, or the backend's trouble: the result write
+			// and the delete report their own.
+			log.Debug("heartbeat after the handler: extending the visibility failed", zap.Error(err))
+		default:
+			pr.metrics.heartbeats.WithLabelValues("error").Inc()
+			log.Warn("heartbeat: extending the visibility failed", zap.Error(err))
+		}
+		return true
+	})
+}
+
+// leaseBeats extends the lease while the handler runs. It reports whether the
+// lease was lost meanwhile; it ends, reporting false, with ctx or once the
+// handler returned.
+func (pr *processor) leaseBeats(ctx context.Context, claim *ledger.Claim, receivedAt time.Time, period time.Duration,
+	settling *atomic.Bool, log *zap.Logger) bool {
+	lost := false
+	every(ctx, receivedAt, period, func() bool {
 		if settling.Load() {
-			// The result write is under way: the hidden message keeps other
-			// processors away, and Complete, Fail and GiveBack are fenced by
-			// owner and attempt, not by the lease's end. An Extend racing
-			// every result write would cost a write and, once the result
-			// landed, a read that only says so.
-			continue
+			// The result write is under way, fenced by owner and attempt,
+			// not by the lease's end. An Extend racing every result write
+			// would cost a write and, once the result landed, a read that
+			// only says so.
+			return false
 		}
 		err := pr.retry(ctx, "extend", true, func(ctx context.Context) error {
 			return pr.deps.Ledger.Extend(ctx, claim, pr.opts.LeaseDuration)
@@ -125,10 +163,12 @@ func (pr *processor) heartbeat(ctx context.Context, claim *ledger.Claim, receipt
 			// is what refuses an Extend still retrying (a reply lost on a
 			// slow backend). Neither a lost lease nor worth a warning.
 			log.Debug("heartbeat: extend refused or failed after the handler returned; the result write decides", zap.Error(err))
+			return false
 		case errors.Is(err, ledger.ErrLeaseLost):
 			pr.metrics.heartbeats.WithLabelValues("lease_lost").Inc()
 			log.Warn("heartbeat: lease lost; cancelling the handler", zap.Error(err))
-			return true
+			lost = true
+			return false
 		case err != nil && time.Now().After(claim.LeaseUntil):
 			// No extension confirmed before the lease's end: another processor
 			// may hold it now. Stop, or extensions that land unseen (replies
@@ -136,15 +176,18 @@ func (pr *processor) heartbeat(ctx context.Context, claim *ledger.Claim, receipt
 			pr.metrics.heartbeats.WithLabelValues("lease_lost").Inc()
 			log.Warn("heartbeat: lease ran out with no extension confirmed; cancelling the handler",
 				zap.Time("lease_until", claim.LeaseUntil), zap.Error(err))
-			return true
+			lost = true
+			return false
 		case err != nil:
 			pr.metrics.heartbeats.WithLabelValues("error").Inc()
 			log.Warn("heartbeat: extending the lease failed", zap.Error(err))
-		case ok:
+		default:
 			pr.metrics.heartbeats.WithLabelValues("ok").Inc()
 			log.Debug("heartbeat", zap.Time("lease_until", claim.LeaseUntil))
 		}
-	}
+		return true
+	})
+	return lost
 }
 
 // setVisibility changes the message's visibility, logging a failure (the

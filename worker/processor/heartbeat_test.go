@@ -227,3 +227,49 @@ func TestExtendRefusedByOwnResultIsNotLeaseLost(t *testing.T) {
 		t.Errorf("handler ran %d times, want 1", len(runs))
 	}
 }
+
+// slowExtends delays every Extend, as a slow or throttled DynamoDB would.
+type slowExtends struct {
+	processor.Ledger
+	delay time.Duration
+}
+
+func (l slowExtends) Extend(ctx context.Context, c *ledger.Claim, lease time.Duration) error {
+	select {
+	case <-time.After(l.delay):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return l.Ledger.Extend(ctx, c, lease)
+}
+
+// A lease write slower than what is left of the visibility timeout does not
+// hold back the visibility heartbeat: the message stays hidden while the
+// handler runs across several slow Extends.
+func TestSlowExtendDoesNotHoldBackVisibility(t *testing.T) {
+	t.Parallel()
+	const visibility = 2 * time.Second
+	e := newEnv(t, visibility)
+	id := e.send(envelopeBody(t, "slow-extend"))
+	var inv invocations
+	h := processor.HandlerFunc(func(ctx context.Context, ev processor.Event) error {
+		inv.add(ev)
+		select {
+		case <-time.After(5 * time.Second):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	// Each Extend takes 1.2 visibility timeouts; the lease is long enough
+	// that it never lapses meanwhile.
+	slow := func(d *processor.Deps) { d.Ledger = slowExtends{Ledger: d.Ledger, delay: visibility * 6 / 5} }
+	opts := processor.Options{VisibilityTimeout: visibility, LeaseDuration: 3 * visibility, BackendTimeout: 3 * visibility}
+	receives, visibilities, it := e.doneOnceByTwo(&inv, "slow-extend", id, opts, h, slow)
+	if receives != 1 {
+		t.Errorf("message received %d times, want 1: it reappeared while a slow Extend held the heartbeat (visibility changes %v)", receives, visibilities)
+	}
+	if it.Attempt != 1 {
+		t.Errorf("done at attempt %d, want 1", it.Attempt)
+	}
+}
