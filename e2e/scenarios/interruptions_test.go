@@ -19,12 +19,12 @@ import (
 //   - "sigterm": the worker running an event's slow handler is stopped with
 //     SIGTERM six times (a new one started each time), with
 //     WAHOOK_MAX_ATTEMPTS 3: the event still ends done, not failed.
-//   - "slow extends": every lease write slowed past the call's bound while
-//     handlers outlast the lease, with WAHOOK_MAX_ATTEMPTS 1: heartbeats
-//     cannot extend, the message reappears, the next claim takes the lapsed
-//     lease over and the earlier run's result is refused — again and again
-//     while the backend is slow. Once it is not, the event ends done: no
-//     lapsed claim spent an attempt.
+//   - "slow extends": every lease write slowed past the call's bound, with
+//     WAHOOK_MAX_ATTEMPTS 1: no Extend is confirmed, so once the lease ran
+//     out the processor stops its run (another claim may hold the event
+//     now), the message reappears and the next claim takes the lapsed lease
+//     over — again and again while the backend is slow. Once it is not, the
+//     event ends done: no lapsed claim spent an attempt.
 //   - "crash loop": every process that runs the event is killed (kill -9)
 //     mid-handler, with WAHOOK_MAX_INTERRUPTIONS 2: after three such claims
 //     the fourth dead-letters it without running it, and the dead letter and
@@ -71,14 +71,15 @@ func TestInterruptionsDoNotExhaustAttempts(t *testing.T) {
 	})
 	t.Run("slow extends", func(t *testing.T) {
 		// The harness bounds a backend call at 3 s (WAHOOK_BACKEND_TIMEOUT):
-		// an Extend held 4 s never confirms, and the 2 s lease runs out
-		// under a handler that takes 6 s.
+		// an Extend held 4 s never confirms, and the worker's three tries
+		// give up about 10 s into a 20 s handler, long after the 2 s lease
+		// ran out.
 		s := harness.NewStack(t, harness.StackOptions{Visibility: 2 * time.Second, MaxAttempts: 1})
 		s.StartIngest(nil)
 		keys := deliverKeys(t, s, g, form(2, 4))
 		fw := harness.FaultBegins("every Extend held 4 s, past the 3 s call bound and the 2 s lease (WAHOOK_MAX_ATTEMPTS 1)")
 		inj := s.Inject(harness.RoleWorker, harness.DynamoDB, harness.Delay(4*time.Second).Matching(ledgerCall(`"SET #lease_until = :until"`)))
-		slow := harness.WorkerOptions{Processors: 2, AuditDelay: 6 * time.Second}
+		slow := harness.WorkerOptions{Processors: 2, AuditDelay: 20 * time.Second}
 		s.StartWorker(slow)
 		s.StartWorker(slow)
 		harness.Eventually(t, 2*time.Minute, "every event's lapsed lease taken over by a later claim", func(ctx context.Context) error {
@@ -99,7 +100,7 @@ func TestInterruptionsDoNotExhaustAttempts(t *testing.T) {
 		})
 		s.ClearInjections()
 		fw.Ends()
-		settled := s.AwaitSettled(keys, time.Minute)
+		settled := s.AwaitSettled(keys, 2*time.Minute)
 		s.Report(fw, keys)
 		if inj.Hits() == 0 {
 			t.Fatal("no Extend was slowed: the fault did not happen as planned")
