@@ -68,9 +68,14 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, rece
 	// One token for every retry of this delivery's claim: a retry after a
 	// timeout whose write landed is then recognised as ours, not refused.
 	token := rand.Text()
+	hb := pr.startBeats(hard, receipt, receivedAt, log)
 	claimCtx, claimSpan := pr.startSpan(hard, "claim")
 	claim, err := pr.claim(claimCtx, m, env, token, log)
 	endSpan(claimSpan, err)
+	if err != nil {
+		// Every path below acts on the message itself.
+		hb.stop()
+	}
 	var refused *ledger.ClaimRefusedError
 	switch {
 	case err == nil:
@@ -124,13 +129,13 @@ func (pr *processor) handle(stop, hard context.Context, m sqstypes.Message, rece
 		// Claimed more often than allowed without any recorded result:
 		// earlier runs crashed their processes or lost their leases. Do not
 		// run it again.
-		pr.fail(w, m, claim, nil, receivedAt, fmt.Errorf("interrupted %d times without a result (limit %d): a crash loop, or leases that keep lapsing",
+		pr.fail(w, m, claim, hb, receivedAt, fmt.Errorf("interrupted %d times without a result (limit %d): a crash loop, or leases that keep lapsing",
 			n, pr.opts.MaxInterruptions), log)
 		return false
 	}
 	log.Debug("claimed", zap.Int("receive_count", ev.ReceiveCount))
 
-	hb, lost, herr := pr.invoke(hard, ev, claim, receipt, receivedAt, log)
+	lost, herr := pr.invoke(hard, ev, claim, hb, receivedAt, log)
 	// Every path below stops the beats once the result is recorded, before
 	// it changes the message's visibility, or hands them to the delete; this
 	// is for the paths that record nothing.
@@ -241,15 +246,15 @@ const abandonGrace = time.Second
 // context and was abandoned (err is then ErrHandlerAbandoned); the beats
 // have then stopped. Otherwise they go on after the handler returned, until
 // the caller has recorded the result (see beats).
-func (pr *processor) invoke(hard context.Context, ev Event, claim ledger.Claim, receipt string, receivedAt time.Time,
-	log *zap.Logger) (hb *beats, lost bool, err error) {
+func (pr *processor) invoke(hard context.Context, ev Event, claim ledger.Claim, hb *beats, receivedAt time.Time,
+	log *zap.Logger) (lost bool, err error) {
 	hctx, cancel := context.WithCancelCause(hard)
 	defer cancel(nil)
 	tctx, cancelTimeout := context.WithTimeoutCause(hctx, pr.opts.HandlerTimeout, ErrHandlerTimeout)
 	defer cancelTimeout()
 
 	var leaseLost atomic.Bool
-	hb = pr.startBeats(hard, claim, receipt, receivedAt, log, func() {
+	pr.renewLease(hb, claim, receivedAt, log, func() {
 		leaseLost.Store(true)
 		cancel(ErrLeaseLost)
 	})
@@ -277,7 +282,7 @@ func (pr *processor) invoke(hard context.Context, ev Event, claim ledger.Claim, 
 	if abandoned {
 		// Its lease must lapse: the beats stop here.
 		hb.stop()
-		return hb, true, err
+		return true, err
 	}
 	outcome := "ok"
 	if err != nil {
@@ -286,9 +291,9 @@ func (pr *processor) invoke(hard context.Context, ev Event, claim ledger.Claim, 
 	pr.metrics.handlerDuration.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
 	if leaseLost.Load() {
 		hb.stop()
-		return hb, true, err
+		return true, err
 	}
-	return hb, false, err
+	return false, err
 }
 
 // call runs the handler, turning a panic into a retryable error.

@@ -16,38 +16,57 @@ import (
 	"github.com/wahook/wahook/shared/ledger"
 )
 
-// beats is one message's running heartbeat. It starts with the handler and
-// outlives it: the write that records the handler's result, and the delete
-// after a Complete, may be slower than what is left of the visibility
-// timeout, and a message that reappeared meanwhile would be received again
-// (or, once the lease lapsed too, claimed and run again). Whoever records the
-// result stops it before changing the message's visibility itself.
+// beats is one message's running heartbeat. It starts at the receive, before
+// the claim (a claim slowed by a throttled or slow ledger must not let the
+// message reappear), renews the lease once there is a claim, and outlives the
+// handler: the write that records the handler's result, and the delete after
+// a Complete, may be slower than what is left of the visibility timeout, and
+// a message that reappeared meanwhile would be received again (or, once the
+// lease lapsed too, claimed and run again). Whoever records the result, or
+// acts on a refused claim, stops it before changing the message's visibility
+// itself.
 type beats struct {
 	stopOnce sync.Once
+	ctx      context.Context
 	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	// stopVisibility ends the visibility beats alone (the lease was lost).
+	stopVisibility context.CancelFunc
+	wg             sync.WaitGroup
 	// settling is set once the handler returned: the beats then keep only
 	// the message hidden, and their failures are not worth a warning.
 	settling atomic.Bool
 }
 
-// startBeats starts heartbeating a claimed message under ctx, on its own copy
-// of the claim (the result write reads the caller's). onLost runs when a
-// heartbeat finds the lease gone while the handler runs. With heartbeats
+// startBeats starts keeping a received message hidden under ctx, every third
+// of the visibility timeout counted from the receive. With heartbeats
 // disabled it returns beats that do nothing.
-func (pr *processor) startBeats(ctx context.Context, claim ledger.Claim, receipt string, receivedAt time.Time,
-	log *zap.Logger, onLost func()) *beats {
+func (pr *processor) startBeats(ctx context.Context, receipt string, receivedAt time.Time, log *zap.Logger) *beats {
 	ctx, cancel := context.WithCancel(ctx)
-	b := &beats{cancel: cancel}
+	b := &beats{ctx: ctx, cancel: cancel, stopVisibility: func() {}}
 	if pr.opts.DisableHeartbeat {
 		return b
 	}
+	vctx, stopVisibility := context.WithCancel(ctx)
+	b.stopVisibility = stopVisibility
+	b.wg.Go(func() { pr.visibilityBeats(vctx, receipt, receivedAt, &b.settling, log) })
+	return b
+}
+
+// renewLease starts renewing claim's lease (on its own copy; the result
+// write reads the caller's) until the handler returns. onLost runs when a
+// heartbeat finds the lease gone while the handler runs; the visibility
+// beats stop then, and the message reappears at its current visibility
+// timeout: it is another claim's business now.
+func (pr *processor) renewLease(b *beats, claim ledger.Claim, receivedAt time.Time, log *zap.Logger, onLost func()) {
+	if pr.opts.DisableHeartbeat {
+		return
+	}
 	b.wg.Go(func() {
-		if pr.heartbeat(ctx, &claim, receipt, receivedAt, &b.settling, log) {
+		if pr.leaseBeats(b.ctx, &claim, receivedAt, &b.settling, log) {
+			b.stopVisibility()
 			onLost()
 		}
 	})
-	return b
 }
 
 // settle marks the handler as returned: the beats go on, quietly, until stop.
@@ -69,32 +88,12 @@ func (b *beats) stop() {
 	})
 }
 
-// heartbeat renews the message's visibility and the lease every third of the
-// visibility timeout, counted from the receive (the message's visibility runs
-// from there, whatever the claim cost), until ctx ends. It reports whether the
-// lease was lost while the handler ran; once settling (the handler returned)
-// it extends the visibility only.
-//
-// The two run on their own cadences: a lease write held up by a slow backend
-// must not hold back the visibility change that keeps the message hidden
-// (one after the other, an Extend taking 2 s of a 3 s visibility timeout let
-// messages reappear and be run again).
-func (pr *processor) heartbeat(ctx context.Context, claim *ledger.Claim, receipt string, receivedAt time.Time,
-	settling *atomic.Bool, log *zap.Logger) bool {
-	period := pr.opts.VisibilityTimeout / 3
-	vctx, stopVisibility := context.WithCancel(ctx)
-	defer stopVisibility()
-	var wg sync.WaitGroup
-	wg.Go(func() { pr.visibilityBeats(vctx, receipt, receivedAt, period, settling, log) })
-	lost := pr.leaseBeats(ctx, claim, receivedAt, period, settling, log)
-	if lost {
-		// The message is another claim's business now: it reappears at its
-		// current visibility timeout.
-		stopVisibility()
-	}
-	wg.Wait()
-	return lost
-}
+// The visibility and the lease are renewed on their own cadences, each every
+// third of the visibility timeout counted from the receive (the message's
+// visibility runs from there, whatever the claim cost): a lease write held up
+// by a slow backend must not hold back the visibility change that keeps the
+// message hidden (one after the other, an Extend taking 2 s of a 3 s
+// visibility timeout let messages reappear and be run again).
 
 // every calls beat every period, counted from receivedAt (a slow claim may
 // have used the first period up: then at once), until ctx ends or beat
@@ -116,11 +115,10 @@ func every(ctx context.Context, receivedAt time.Time, period time.Duration, beat
 }
 
 // visibilityBeats keeps the message hidden until ctx ends: it is what keeps
-// other processors from receiving it, through the handler and then through
-// the result write and the delete.
-func (pr *processor) visibilityBeats(ctx context.Context, receipt string, receivedAt time.Time, period time.Duration,
-	settling *atomic.Bool, log *zap.Logger) {
-	every(ctx, receivedAt, period, func() bool {
+// other processors from receiving it, through the claim, the handler, the
+// result write and the delete.
+func (pr *processor) visibilityBeats(ctx context.Context, receipt string, receivedAt time.Time, settling *atomic.Bool, log *zap.Logger) {
+	every(ctx, receivedAt, pr.opts.VisibilityTimeout/3, func() bool {
 		secs := visibilitySeconds(pr.opts.VisibilityTimeout, time.Since(receivedAt), 1)
 		err := pr.changeVisibility(ctx, receipt, secs)
 		switch {
@@ -140,10 +138,9 @@ func (pr *processor) visibilityBeats(ctx context.Context, receipt string, receiv
 // leaseBeats extends the lease while the handler runs. It reports whether the
 // lease was lost meanwhile; it ends, reporting false, with ctx or once the
 // handler returned.
-func (pr *processor) leaseBeats(ctx context.Context, claim *ledger.Claim, receivedAt time.Time, period time.Duration,
-	settling *atomic.Bool, log *zap.Logger) bool {
+func (pr *processor) leaseBeats(ctx context.Context, claim *ledger.Claim, receivedAt time.Time, settling *atomic.Bool, log *zap.Logger) bool {
 	lost := false
-	every(ctx, receivedAt, period, func() bool {
+	every(ctx, receivedAt, pr.opts.VisibilityTimeout/3, func() bool {
 		if settling.Load() {
 			// The result write is under way, fenced by owner and attempt,
 			// not by the lease's end. An Extend racing every result write

@@ -55,6 +55,30 @@ func TestHeartbeatCountsFromReceive(t *testing.T) {
 	}
 }
 
+// The message stays hidden through a claim slower than the whole visibility
+// timeout (a throttled ledger's retries): the beats start at the receive, not
+// once the claim is granted.
+func TestClaimSlowerThanVisibility(t *testing.T) {
+	t.Parallel()
+	const visibility = 2 * time.Second
+	e := newEnv(t, visibility)
+	id := e.send(envelopeBody(t, "slower-claim"))
+	var inv invocations
+	h := processor.HandlerFunc(func(ctx context.Context, ev processor.Event) error {
+		inv.add(ev)
+		return nil
+	})
+	slow := func(d *processor.Deps) { d.Ledger = slowClaims{Ledger: d.Ledger, delay: visibility * 3 / 2} }
+	opts := processor.Options{VisibilityTimeout: visibility, BackendTimeout: 3 * visibility}
+	receives, visibilities, it := e.doneOnceByTwo(&inv, "slower-claim", id, opts, h, slow)
+	if receives != 1 {
+		t.Errorf("message received %d times, want 1: it reappeared while its claim ran (visibility changes %v)", receives, visibilities)
+	}
+	if it.Attempt != 1 {
+		t.Errorf("done at attempt %d, want 1", it.Attempt)
+	}
+}
+
 // doneOnceByTwo runs two pools over e with h and mod until the event of wamid
 // (message id) is done and its message deleted; it fails the test unless h
 // ran once, and returns how often the message was received, its visibility
