@@ -3,6 +3,7 @@ package processor_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -26,57 +27,6 @@ func (l slowClaims) Claim(ctx context.Context, key, owner, token string, lease t
 		return ledger.Claim{}, ctx.Err()
 	}
 	return l.Ledger.Claim(ctx, key, owner, token, lease, born)
-}
-
-// Heartbeats count from the receive, not from the handler's start: a claim
-// that takes three quarters of the visibility timeout does not let the
-// message become visible (and be received by another processor) before the
-// first heartbeat.
-func TestHeartbeatCountsFromReceive(t *testing.T) {
-	t.Parallel()
-	const visibility = 6 * time.Second
-	e := newEnv(t, visibility)
-	id := e.send(envelopeBody(t, "slow-claim"))
-	var inv invocations
-	h := processor.HandlerFunc(func(ctx context.Context, ev processor.Event) error {
-		inv.add(ev)
-		select {
-		case <-time.After(2 * time.Second):
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	})
-	slow := func(d *processor.Deps) { d.Ledger = slowClaims{Ledger: d.Ledger, delay: visibility * 3 / 4} }
-	opts := processor.Options{VisibilityTimeout: visibility, ReceiveWait: time.Second}
-	receives, visibilities, _ := e.doneOnceByTwo(&inv, "slow-claim", id, opts, h, slow)
-	if receives != 1 {
-		t.Errorf("message received %d times, want 1: it became visible before its first heartbeat (visibility changes %v)", receives, visibilities)
-	}
-}
-
-// The message stays hidden through a claim slower than the whole visibility
-// timeout (a throttled ledger's retries): the beats start at the receive, not
-// once the claim is granted.
-func TestClaimSlowerThanVisibility(t *testing.T) {
-	t.Parallel()
-	const visibility = 2 * time.Second
-	e := newEnv(t, visibility)
-	id := e.send(envelopeBody(t, "slower-claim"))
-	var inv invocations
-	h := processor.HandlerFunc(func(ctx context.Context, ev processor.Event) error {
-		inv.add(ev)
-		return nil
-	})
-	slow := func(d *processor.Deps) { d.Ledger = slowClaims{Ledger: d.Ledger, delay: visibility * 3 / 2} }
-	opts := processor.Options{VisibilityTimeout: visibility, BackendTimeout: 3 * visibility}
-	receives, visibilities, it := e.doneOnceByTwo(&inv, "slower-claim", id, opts, h, slow)
-	if receives != 1 {
-		t.Errorf("message received %d times, want 1: it reappeared while its claim ran (visibility changes %v)", receives, visibilities)
-	}
-	if it.Attempt != 1 {
-		t.Errorf("done at attempt %d, want 1", it.Attempt)
-	}
 }
 
 // doneOnceByTwo runs two pools over e with h and mod until the event of wamid
@@ -115,31 +65,6 @@ func (l slowCompletes) Complete(ctx context.Context, c ledger.Claim) error {
 		return ctx.Err()
 	}
 	return l.Ledger.Complete(ctx, c)
-}
-
-// Heartbeats go on through the write that records the handler's result: a
-// Complete slower than the whole visibility timeout neither lets the message
-// reappear (received by the other processor) nor lets the lease lapse (the
-// handler run again under a new claim).
-func TestHeartbeatsCoverTheResultWrite(t *testing.T) {
-	t.Parallel()
-	const visibility = 2 * time.Second
-	e := newEnv(t, visibility)
-	id := e.send(envelopeBody(t, "slow-complete"))
-	var inv invocations
-	h := processor.HandlerFunc(func(ctx context.Context, ev processor.Event) error {
-		inv.add(ev)
-		return nil
-	})
-	slow := func(d *processor.Deps) { d.Ledger = slowCompletes{Ledger: d.Ledger, delay: 2 * visibility} }
-	opts := processor.Options{VisibilityTimeout: visibility, ReceiveWait: time.Second, BackendTimeout: 3 * visibility}
-	receives, visibilities, it := e.doneOnceByTwo(&inv, "slow-complete", id, opts, h, slow)
-	if receives != 1 {
-		t.Errorf("message received %d times, want 1: it reappeared while its Complete ran (visibility changes %v)", receives, visibilities)
-	}
-	if it.Attempt != 1 {
-		t.Errorf("done at attempt %d, want 1", it.Attempt)
-	}
 }
 
 // lateExtends holds the first Extend until the claim's Complete has landed, as
@@ -267,33 +192,75 @@ func (l slowExtends) Extend(ctx context.Context, c *ledger.Claim, lease time.Dur
 	return l.Ledger.Extend(ctx, c, lease)
 }
 
-// A lease write slower than what is left of the visibility timeout does not
-// hold back the visibility heartbeat: the message stays hidden while the
-// handler runs across several slow Extends.
-func TestSlowExtendDoesNotHoldBackVisibility(t *testing.T) {
-	t.Parallel()
-	const visibility = 2 * time.Second
-	e := newEnv(t, visibility)
-	id := e.send(envelopeBody(t, "slow-extend"))
-	var inv invocations
-	h := processor.HandlerFunc(func(ctx context.Context, ev processor.Event) error {
+// sleeper is a handler that records each run and takes d (less if its
+// context ends first).
+func sleeper(inv *invocations, d time.Duration) processor.Handler {
+	return processor.HandlerFunc(func(ctx context.Context, ev processor.Event) error {
 		inv.add(ev)
 		select {
-		case <-time.After(5 * time.Second):
+		case <-time.After(d):
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	})
-	// Each Extend takes 1.2 visibility timeouts; the lease is long enough
-	// that it never lapses meanwhile.
-	slow := func(d *processor.Deps) { d.Ledger = slowExtends{Ledger: d.Ledger, delay: visibility * 6 / 5} }
-	opts := processor.Options{VisibilityTimeout: visibility, LeaseDuration: 3 * visibility, BackendTimeout: 3 * visibility}
-	receives, visibilities, it := e.doneOnceByTwo(&inv, "slow-extend", id, opts, h, slow)
-	if receives != 1 {
-		t.Errorf("message received %d times, want 1: it reappeared while a slow Extend held the heartbeat (visibility changes %v)", receives, visibilities)
-	}
-	if it.Attempt != 1 {
-		t.Errorf("done at attempt %d, want 1", it.Attempt)
+}
+
+// A message is received once, its handler run once, however slow one stage
+// of its handling is, though another pool polls the queue all along. The
+// beats keep it hidden from the receive (not from the claim's grant or the
+// handler's start: a slow claim), through the handler (a lease write that
+// is slow must not hold back the visibility change) and through the write
+// that records the result (a slow Complete).
+func TestMessageStaysHiddenThroughSlowStages(t *testing.T) {
+	t.Parallel()
+	for i, tc := range []struct {
+		name       string
+		visibility time.Duration
+		handler    time.Duration
+		opts       processor.Options
+		slow       func(l processor.Ledger, visibility time.Duration) processor.Ledger
+		why        string
+	}{
+		{"claim 0.75x visibility", 6 * time.Second, 2 * time.Second, processor.Options{ReceiveWait: time.Second},
+			func(l processor.Ledger, v time.Duration) processor.Ledger {
+				return slowClaims{Ledger: l, delay: v * 3 / 4}
+			},
+			"it became visible before its first heartbeat"},
+		{"claim 1.5x visibility", 2 * time.Second, 0, processor.Options{BackendTimeout: 6 * time.Second},
+			func(l processor.Ledger, v time.Duration) processor.Ledger {
+				return slowClaims{Ledger: l, delay: v * 3 / 2}
+			},
+			"it reappeared while its claim ran"},
+		{"extend 1.2x visibility", 2 * time.Second, 5 * time.Second,
+			// The lease is long enough that it never lapses meanwhile.
+			processor.Options{LeaseDuration: 6 * time.Second, BackendTimeout: 6 * time.Second},
+			func(l processor.Ledger, v time.Duration) processor.Ledger {
+				return slowExtends{Ledger: l, delay: v * 6 / 5}
+			},
+			"it reappeared while a slow Extend held the heartbeat"},
+		{"complete 2x visibility", 2 * time.Second, 0, processor.Options{ReceiveWait: time.Second, BackendTimeout: 6 * time.Second},
+			func(l processor.Ledger, v time.Duration) processor.Ledger {
+				return slowCompletes{Ledger: l, delay: 2 * v}
+			},
+			"it reappeared while its Complete ran"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, tc.visibility)
+			wamid := fmt.Sprintf("slow-stage-%d", i)
+			id := e.send(envelopeBody(t, wamid))
+			var inv invocations
+			opts := tc.opts
+			opts.VisibilityTimeout = tc.visibility
+			slow := func(d *processor.Deps) { d.Ledger = tc.slow(d.Ledger, tc.visibility) }
+			receives, visibilities, it := e.doneOnceByTwo(&inv, wamid, id, opts, sleeper(&inv, tc.handler), slow)
+			if receives != 1 {
+				t.Errorf("message received %d times, want 1: %s (visibility changes %v)", receives, tc.why, visibilities)
+			}
+			if it.Attempt != 1 {
+				t.Errorf("done at attempt %d, want 1", it.Attempt)
+			}
+		})
 	}
 }

@@ -73,15 +73,7 @@ func TestHeartbeatKeepsSlowHandlerAlone(t *testing.T) {
 	e := newEnv(t, visibility)
 	id := e.send(envelopeBody(t, "slow"))
 	var inv invocations
-	h := processor.HandlerFunc(func(ctx context.Context, ev processor.Event) error {
-		inv.add(ev)
-		select {
-		case <-time.After(3*visibility + 300*time.Millisecond):
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	})
+	h := sleeper(&inv, 3*visibility+300*time.Millisecond)
 	opts := processor.Options{VisibilityTimeout: visibility}
 	a := e.start(opts, h)
 	b := e.start(opts, h)
@@ -117,15 +109,7 @@ func TestWithoutHeartbeatRedeliveryWaitsForLease(t *testing.T) {
 	e := newEnv(t, time.Second)
 	id := e.send(envelopeBody(t, "nohb"))
 	var inv invocations
-	h := processor.HandlerFunc(func(ctx context.Context, ev processor.Event) error {
-		inv.add(ev)
-		select {
-		case <-time.After(2500 * time.Millisecond):
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	})
+	h := sleeper(&inv, 2500*time.Millisecond)
 	opts := processor.Options{VisibilityTimeout: time.Second, LeaseDuration: 4 * time.Second, DisableHeartbeat: true}
 	a := e.start(opts, h)
 	b := e.start(opts, h)
