@@ -88,16 +88,12 @@ func (b *beats) stop() {
 	})
 }
 
-// The visibility and the lease are renewed on their own cadences, each every
-// third of the visibility timeout counted from the receive (the message's
-// visibility runs from there, whatever the claim cost): a lease write held up
-// by a slow backend must not hold back the visibility change that keeps the
-// message hidden (one after the other, an Extend taking 2 s of a 3 s
-// visibility timeout let messages reappear and be run again).
-
 // every calls beat every period, counted from receivedAt (a slow claim may
 // have used the first period up: then at once), until ctx ends or beat
-// returns false.
+// returns false. The visibility and the lease each run on their own: a lease
+// write held up by a slow backend must not hold back the visibility change
+// that keeps the message hidden (one after the other, an Extend taking 2 s of
+// a 3 s visibility timeout let messages reappear and be run again).
 func every(ctx context.Context, receivedAt time.Time, period time.Duration, beat func() bool) {
 	t := time.NewTimer(max(time.Until(receivedAt.Add(period)), 0))
 	defer t.Stop()
