@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -70,7 +73,8 @@ func (s *Store) Admit(ctx context.Context, key string) (Admission, error) {
 }
 
 // Await decides the keys whose Acquire found an item already (tried holds the
-// receipts those Acquire calls tried to write). It reads all of them together
+// receipts those Acquire calls tried to write; a receipt with only its Key, for
+// a key a Read found taken before any write was tried). It reads all of them together
 // (consistent BatchGetItem) until each is decided:
 //   - queued, processing, done or failed: a duplicate;
 //   - `received` under a tried token: our own put landed and the SDK's retry
@@ -136,7 +140,7 @@ func (s *Store) Await(ctx context.Context, tried []Receipt, owned func(i int, r 
 				moved = true
 				adms[i] = Admission{Duplicate: true, State: item.State}
 				delete(pending, key)
-			case item.ReceiptToken == tried[i].Token:
+			case tried[i].Token != "" && item.ReceiptToken == tried[i].Token:
 				own(i, tried[i])
 			case now.Sub(item.ReceivedAt) < s.opts.ResendWindow:
 				// The sibling's; a renewal since the last read shows it alive.
@@ -185,33 +189,73 @@ func (s *Store) Await(ctx context.Context, tried []Receipt, owned func(i int, r 
 	return adms, errs
 }
 
-// readPending reads the pending keys' items with consistent reads, up to 100 a
-// call. Keys DynamoDB left unprocessed count as still pending (read next round):
-// they are absent from the map only when they have no item, so they are read
-// again here until answered.
+// readPending reads the pending keys' items; see Read.
 func (s *Store) readPending(ctx context.Context, pending map[string]int) (map[string]Item, error) {
-	keys := make([]map[string]types.AttributeValue, 0, len(pending))
+	keys := make([]string, 0, len(pending))
 	for k := range pending {
-		keys = append(keys, s.key(k))
+		keys = append(keys, k)
+	}
+	return s.Read(ctx, keys)
+}
+
+// maxReadsInFlight bounds the BatchGetItem calls one Read has in flight.
+const maxReadsInFlight = 8
+
+// Read reads the items of keys with consistent reads, up to 100 keys a
+// BatchGetItem call and up to maxReadsInFlight calls at once. A key without an
+// item is absent from the map. Keys DynamoDB leaves unprocessed (throttling)
+// are asked for again after a short pause, until answered or ctx ends.
+func (s *Store) Read(ctx context.Context, keys []string) (map[string]Item, error) {
+	var (
+		mu    sync.Mutex
+		items = make(map[string]Item, len(keys))
+		errs  []error
+		wg    sync.WaitGroup
+		slots = make(chan struct{}, maxReadsInFlight)
+	)
+	for chunk := range slices.Chunk(keys, maxBatchGet) {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			got, err := s.readChunk(ctx, chunk)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+			}
+			maps.Copy(items, got)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+// readChunk reads at most maxBatchGet keys' items.
+func (s *Store) readChunk(ctx context.Context, chunk []string) (map[string]Item, error) {
+	keys := make([]map[string]types.AttributeValue, len(chunk))
+	for i, k := range chunk {
+		keys[i] = s.key(k)
 	}
 	items := make(map[string]Item, len(keys))
 	for len(keys) > 0 {
-		chunk := keys[:min(len(keys), maxBatchGet)]
-		keys = keys[len(chunk):]
 		out, err := s.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{
 			RequestItems: map[string]types.KeysAndAttributes{
-				s.table: {Keys: chunk, ConsistentRead: aws.Bool(true)},
+				s.table: {Keys: keys, ConsistentRead: aws.Bool(true)},
 			},
 		})
 		if err != nil {
-			return nil, fmt.Errorf("batch get %d keys: %w", len(chunk), err)
+			return nil, fmt.Errorf("batch get %d keys: %w", len(keys), err)
 		}
 		for _, av := range out.Responses[s.table] {
 			it := decodeItem(av)
 			items[it.Key] = it
 		}
+		keys = nil
 		if left, ok := out.UnprocessedKeys[s.table]; ok && len(left.Keys) > 0 {
-			keys = append(keys, left.Keys...)
+			keys = left.Keys
 			select { // throttled: back off a little before asking again
 			case <-ctx.Done():
 				return nil, ctx.Err()

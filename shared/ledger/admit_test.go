@@ -175,10 +175,72 @@ func TestAwaitReadsSiblingKeysTogether(t *testing.T) {
 	if counter.gets != 0 {
 		t.Errorf("%d single GetItem calls, want reads of all keys together", counter.gets)
 	}
-	if len(counter.calls) < 2 || counter.calls[0] != 100 || counter.calls[1] != n-100 {
+	if len(counter.calls) < 2 || max(counter.calls[0], counter.calls[1]) != 100 || min(counter.calls[0], counter.calls[1]) != n-100 {
 		t.Errorf("BatchGetItem key counts %v, want the first round to read all %d keys (100 + %d)", counter.calls, n, n-100)
 	}
 	t.Logf("%d keys decided in %d BatchGetItem calls", n, len(counter.calls))
+}
+
+// Read answers for many keys in calls of at most 100 keys, several at once,
+// and leaves out the keys that have no item.
+func TestReadManyKeys(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	owner, _ := newStore(t, ledger.Options{})
+	cl, err := emu.Clients(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counter := &batchCounter{DB: cl.DynamoDB}
+	s, err := ledger.New(counter, owner.Table(), ledger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 350
+	var keys []string
+	want := map[string]ledger.State{}
+	for i := range n {
+		key := fmt.Sprintf("msg#read-%d", i)
+		keys = append(keys, key)
+		if i%3 == 0 {
+			continue // no item
+		}
+		r, err := owner.Acquire(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[key] = ledger.StateReceived
+		if i%3 == 2 {
+			if ok, err := owner.MarkQueued(ctx, r); !ok || err != nil {
+				t.Fatalf("mark queued %s: %v %v", key, ok, err)
+			}
+			want[key] = ledger.StateQueued
+		}
+	}
+	got, err := s.Read(ctx, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d items read, want %d (the keys without an item left out)", len(got), len(want))
+	}
+	for key, state := range want {
+		if it, ok := got[key]; !ok || it.Key != key || it.State != state {
+			t.Errorf("%s: %+v (found %v), want state %s", key, it, ok, state)
+		}
+	}
+	counter.mu.Lock()
+	defer counter.mu.Unlock()
+	total := 0
+	for _, c := range counter.calls {
+		total += c
+		if c > 100 {
+			t.Errorf("a BatchGetItem call asked for %d keys, over DynamoDB's 100", c)
+		}
+	}
+	if len(counter.calls) != 4 || total != n {
+		t.Errorf("BatchGetItem key counts %v, want 4 calls for the %d keys, each key once", counter.calls, n)
+	}
 }
 
 // A sibling whose send is slow but who renews its item is alive: a duplicate
