@@ -2,17 +2,20 @@ package pipeline_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/wahook/wahook/ingest/internal/pipeline"
 	"github.com/wahook/wahook/ingest/internal/server"
 	"github.com/wahook/wahook/shared/envelope"
 	"github.com/wahook/wahook/shared/ledger"
@@ -150,6 +153,74 @@ func TestTwoIdenticalLargeBodies(t *testing.T) {
 	}
 	if got := len(s.drain()); got != n {
 		t.Errorf("%d messages in the queue, want %d", got, n)
+	}
+}
+
+// countingLedger counts the Acquire calls the store refused (the key was
+// taken) and the keys read ahead.
+type countingLedger struct {
+	*ledger.Store
+	acquires, refused, read *atomic.Int64
+}
+
+func (l countingLedger) Acquire(ctx context.Context, key string) (ledger.Receipt, error) {
+	l.acquires.Add(1)
+	r, err := l.Store.Acquire(ctx, key)
+	if errors.Is(err, ledger.ErrExists) {
+		l.refused.Add(1)
+	}
+	return r, err
+}
+
+func (l countingLedger) Read(ctx context.Context, keys []string) (map[string]ledger.Item, error) {
+	l.read.Add(int64(len(keys)))
+	return l.Store.Read(ctx, keys)
+}
+
+// Two identical large bodies on two pipelines (two replicas) at once do not
+// race each other for every key: each admits in its own order and, once a
+// write is refused, reads ahead and leaves the keys it finds taken to Await.
+// Body order and no reads, every key would be written by both: 1,000 refused.
+func TestIdenticalBodiesDoNotWriteEachOthersKeys(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, options{})
+	const n = 1000
+	batch, err := webhook.Parse([]byte(messages("split", n)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var acquires, refused, read atomic.Int64
+	l := countingLedger{Store: s.store, acquires: &acquires, refused: &refused, read: &read}
+	var results [2]pipeline.Result
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range results {
+		p := pipelineWith(t, s, l)
+		wg.Go(func() {
+			<-start
+			results[i] = p.Process(t.Context(), batch, s.log)
+		})
+	}
+	close(start)
+	wg.Wait()
+	queued := 0
+	for i, r := range results {
+		if !r.Complete() || r.Queued+r.Duplicates != n {
+			t.Errorf("request %d: %+v, want every event queued or a duplicate", i, r)
+		}
+		queued += r.Queued
+	}
+	entries := 0
+	for _, c := range s.queue.calls() {
+		entries += len(c.Entries)
+	}
+	if queued != n || entries != n {
+		t.Errorf("%d queued over both requests, %d entries sent; want each of %d once", queued, entries, n)
+	}
+	t.Logf("%d Acquire calls, %d refused; %d keys read ahead", acquires.Load(), refused.Load(), read.Load())
+	if got := refused.Load(); got > n/4 {
+		t.Errorf("%d of the %d Acquire calls refused (the key taken by the other request), want at most %d: "+
+			"the two requests wrote each other's keys", got, acquires.Load(), n/4)
 	}
 }
 

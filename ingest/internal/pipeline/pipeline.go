@@ -48,6 +48,8 @@ type Ledger interface {
 	MarkRejected(ctx context.Context, r ledger.Receipt, reason string) (bool, error)
 	Reject(ctx context.Context, key, reason string) (bool, error)
 	Get(ctx context.Context, key string) (ledger.Item, error)
+	// For contended bodies (contention.go).
+	Read(ctx context.Context, keys []string) (map[string]ledger.Item, error)
 }
 
 // Queue is the part of *sqs.Client the pipeline uses.
@@ -84,12 +86,12 @@ type Options struct {
 	// BackendTimeout bounds one MarkQueued or Release (default 5s).
 	BackendTimeout time.Duration
 	// Concurrency is how many Acquire calls one webhook runs at once (default
-	// 16). The process may bound its DynamoDB calls across webhooks besides
+	// 64). The process may bound its DynamoDB calls across webhooks besides
 	// (WAHOOK_DYNAMODB_CONCURRENCY, in the client): one large body may then
 	// use all of the process's calls, many small ones share them.
 	Concurrency int
 	// SendConcurrency is how many SendMessageBatch calls one webhook has in
-	// flight (default 4). Each sent batch's events are then marked queued
+	// flight (default 8). Each sent batch's events are then marked queued
 	// together, up to ten calls at once. A FIFO queue sends one batch at a time,
 	// in body order.
 	SendConcurrency int
@@ -159,10 +161,10 @@ func New(l Ledger, q Queue, m *metrics.Metrics, opts Options) (*Pipeline, error)
 		opts.BackendTimeout = 5 * time.Second
 	}
 	if opts.Concurrency <= 0 {
-		opts.Concurrency = 16
+		opts.Concurrency = 64
 	}
 	if opts.SendConcurrency <= 0 {
-		opts.SendConcurrency = 4
+		opts.SendConcurrency = 8
 	}
 	if opts.RenewEvery <= 0 {
 		opts.RenewEvery = 10 * time.Second / 3
@@ -237,9 +239,9 @@ func (p *Pipeline) Process(ctx context.Context, b *webhook.Batch, log *zap.Logge
 		contested []*item
 		tried     []ledger.Receipt
 	)
-	p.each(len(items), func(i int) {
-		it := &items[i]
-		r, exists := p.acquire(ctx, it, log)
+	adm := p.newAdmission(ctx, items, log)
+	p.each(len(items), func(int) {
+		it, r, exists := adm.admit(ctx)
 		switch {
 		case it.receipt == nil:
 		case p.fifo:
