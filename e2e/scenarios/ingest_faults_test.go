@@ -14,10 +14,12 @@ import (
 // Phase 1: SendMessageBatch partial failures — a quarter of the events' first
 // send fails (SenderFault false). Ingest must answer 503 for those webhooks
 // and release the events' items, so that Meta's next attempt sends them
-// afresh and is answered 200: no webhook needs more than two attempts. Treated
-// as sent, an event would be acknowledged and never queued (it would not
-// settle); not released, the retry would find it `received` by a request
-// that no longer owns it and be refused again until the resend window.
+// afresh and is answered 200. Treated as sent, an event would be acknowledged
+// and never queued (it would not settle); not released, the retry would find
+// it `received` by a request that no longer owns it and be refused again until
+// the resend window — which ingest's log says. (The number of attempts is only
+// reported: on a busy machine an attempt may fail on its own, a call past its
+// timeout, and the victim's one injected failure then hits the next attempt.)
 //
 // Phase 2: ingest's SQS link cut for one ingest and slowed past the send
 // timeout for the other (a send that may land after ingest gave up on it).
@@ -65,12 +67,24 @@ func TestIngestSendFaults(t *testing.T) {
 	for i, d := range deliveries {
 		maxAttempts = max(maxAttempts, len(d.Attempts))
 		if len(d.Attempts) > 2 {
-			t.Errorf("webhook %d needed %d attempts (%v): a failed send was not released for Meta's retry", i, len(d.Attempts), d.Attempts)
+			// A slow machine may fail an attempt on its own (a call past its
+			// timeout); the victim's injected failure then comes on the next.
+			t.Logf("webhook %d needed %d attempts (%v)", i, len(d.Attempts), d.Attempts)
 		}
 		refused += len(d.Attempts) - 1
 	}
 	t.Logf("phase 1: %d of %d events' first send failed; %d webhooks, %d refused attempts, at most %d attempts each",
 		partial.Hits(), len(msgs), len(payloads), refused, maxAttempts)
+	// An event whose send failed and was not released is still `received` by
+	// a request that has answered: Meta's retry finds it so and is refused
+	// ("being enqueued by another request") until the resend window lets it
+	// take the item over ("left received").
+	for _, text := range []string{"is being enqueued by another request", "left received by a request"} {
+		if lines := logLines(t, s.Processes(harness.RoleIngest), text); len(lines) > 0 {
+			t.Errorf("%d ingest log lines in phase 1 say %q: a failed send was not released for Meta's retry, e.g. %s",
+				len(lines), text, lines[0])
+		}
+	}
 	s.ClearInjections()
 	fw1.Ends()
 	keys1 := keys
