@@ -47,7 +47,7 @@ type Config struct {
 	// AdmitConcurrency is how many ledger writes one webhook runs at once
 	// while admitting its events; DynamoDBConcurrency bounds them across
 	// webhooks.
-	AdmitConcurrency int `env:"WAHOOK_ADMIT_CONCURRENCY" envDefault:"16"`
+	AdmitConcurrency int `env:"WAHOOK_ADMIT_CONCURRENCY" envDefault:"64"`
 	// DynamoDBConcurrency bounds the DynamoDB calls the process has in flight
 	// at once, across all its webhooks; a call beyond it waits, in order,
 	// within its own timeout. 0 (the default): unbounded — README's benchmark
@@ -55,7 +55,7 @@ type Config struct {
 	DynamoDBConcurrency int `env:"WAHOOK_DYNAMODB_CONCURRENCY" envDefault:"0"`
 	// SendConcurrency is how many SQS SendMessageBatch calls one webhook has
 	// in flight (a FIFO queue sends one at a time, in order).
-	SendConcurrency int `env:"WAHOOK_SEND_CONCURRENCY" envDefault:"4"`
+	SendConcurrency int `env:"WAHOOK_SEND_CONCURRENCY" envDefault:"8"`
 	// ShutdownTimeout bounds the graceful shutdown: in-flight webhooks finish
 	// within it. Under ECS's 30s stop timeout.
 	ShutdownTimeout time.Duration `env:"WAHOOK_SHUTDOWN_TIMEOUT" envDefault:"20s"`
