@@ -15,7 +15,8 @@
 //     its concurrency; the ratio of wahook's throughput to its best;
 //
 //   - one 1,000-update body, and two identical ones at once, against twice the
-//     floor's time for the 2,000 conditional writes and 100 batch sends;
+//     floor's time for the 2,000 conditional writes and 100 batch sends, with
+//     one worker running (-big-workers);
 //
 //   - a scaling table: workers 1, 2 × processors 1, 2, 4, 8;
 //
@@ -51,6 +52,7 @@ type config struct {
 	conc       int
 	ingests    int
 	workers    int
+	bigWorkers int
 	processors int
 	handlers   string
 	sustain    time.Duration
@@ -76,6 +78,7 @@ func main() {
 	flag.IntVar(&c.conc, "conc", 16, "webhooks in flight at most")
 	flag.IntVar(&c.ingests, "ingests", 2, "ingest processes")
 	flag.IntVar(&c.workers, "workers", 2, "worker processes")
+	flag.IntVar(&c.bigWorkers, "big-workers", 1, "worker processes running during the 1,000-update body runs")
 	flag.IntVar(&c.processors, "processors", 4, "processors per worker")
 	flag.StringVar(&c.handlers, "handlers", "store", "WAHOOK_HANDLERS of the workers")
 	flag.DurationVar(&c.sustain, "sustain", 20*time.Second, "length of the sustained-rate run (at 70% of the maximum)")
@@ -94,7 +97,7 @@ func main() {
 	flag.Parse()
 	log.SetFlags(log.Ltime | log.Lmicroseconds)
 	log.SetPrefix("bench: ")
-	if c.events < 1 || c.batch < 1 || c.conc < 1 || c.ingests < 2 || c.workers < 1 || c.processors < 1 {
+	if c.events < 1 || c.batch < 1 || c.conc < 1 || c.ingests < 2 || c.workers < 1 || c.bigWorkers < 1 || c.processors < 1 {
 		log.Fatal("every count must be at least 1, and -ingests at least 2 (the twin-body run posts to two replicas)")
 	}
 

@@ -75,11 +75,16 @@ func (b *bench) floor() *floorResult {
 }
 
 // big times one 1,000-update body, and two identical ones at once on two
-// replicas, against twice the floor's time for their ledger writes and sends.
+// replicas, against twice the floor's time for their ledger writes and sends,
+// with c.bigWorkers workers running.
 func (b *bench) big() *bigResult {
 	ctx := b.r.Context()
 	rig := newFloorRig(b.r, b.counted)
-	res := &bigResult{}
+	res := &bigResult{Workers: b.c.bigWorkers, Processors: b.c.processors}
+	if b.c.bigWorkers != b.c.workers {
+		b.startWorkers(b.c.bigWorkers, b.c.processors)
+		defer b.startWorkers(b.c.workers, b.c.processors)
+	}
 	for _, conc := range []int{8, 16, 32, 64} {
 		var took time.Duration
 		var err error

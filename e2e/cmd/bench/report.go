@@ -72,6 +72,8 @@ func (f *floorResult) Best() sweepPoint {
 
 type bigResult struct {
 	Events     int           `json:"events"`
+	Workers    int           `json:"workers"` // running during the runs
+	Processors int           `json:"processors"`
 	Floor      time.Duration `json:"floor_ns"` // 2,000 conditional writes + 100 batch sends, best concurrency
 	FloorConc  int           `json:"floor_concurrency"`
 	Bound      time.Duration `json:"bound_ns"` // 2 × Floor
@@ -179,7 +181,7 @@ func (r *Report) Markdown() string {
 	}
 
 	if g := r.Big; g != nil {
-		p("### A 1,000-update body (worker running)\n\n")
+		p("### A 1,000-update body (%d worker × %d processors running)\n\n", g.Workers, g.Processors)
 		p("Floor: 2,000 conditional writes + 100 batch sends in %v (concurrency %d); bound 2× = %v.\n\n",
 			g.Floor.Round(time.Millisecond), g.FloorConc, g.Bound.Round(time.Millisecond))
 		bound := ms(g.Bound)
