@@ -53,6 +53,7 @@ type config struct {
 	ingests    int
 	workers    int
 	bigWorkers int
+	bigReps    int
 	processors int
 	handlers   string
 	sustain    time.Duration
@@ -79,6 +80,7 @@ func main() {
 	flag.IntVar(&c.ingests, "ingests", 2, "ingest processes")
 	flag.IntVar(&c.workers, "workers", 2, "worker processes")
 	flag.IntVar(&c.bigWorkers, "big-workers", 1, "worker processes running during the 1,000-update body runs")
+	flag.IntVar(&c.bigReps, "big-rounds", 3, "rounds of the 1,000-update body runs (floor, one body, twins)")
 	flag.IntVar(&c.processors, "processors", 4, "processors per worker")
 	flag.StringVar(&c.handlers, "handlers", "store", "WAHOOK_HANDLERS of the workers")
 	flag.DurationVar(&c.sustain, "sustain", 20*time.Second, "length of the sustained-rate run (at 70% of the maximum)")
@@ -97,7 +99,7 @@ func main() {
 	flag.Parse()
 	log.SetFlags(log.Ltime | log.Lmicroseconds)
 	log.SetPrefix("bench: ")
-	if c.events < 1 || c.batch < 1 || c.conc < 1 || c.ingests < 2 || c.workers < 1 || c.bigWorkers < 1 || c.processors < 1 {
+	if c.events < 1 || c.batch < 1 || c.conc < 1 || c.ingests < 2 || c.workers < 1 || c.bigWorkers < 1 || c.bigReps < 1 || c.processors < 1 {
 		log.Fatal("every count must be at least 1, and -ingests at least 2 (the twin-body run posts to two replicas)")
 	}
 
