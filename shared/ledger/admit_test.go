@@ -62,14 +62,7 @@ func TestRetriedRenewIsStillOurs(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	plain, _ := newStore(t, ledger.Options{})
-	cl, err := emu.Clients(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	twice, err := ledger.New(doubleSender{cl.DynamoDB}, plain.Table(), ledger.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	twice := storeOver(t, plain, func(db ledger.DB) ledger.DB { return doubleSender{db} }, ledger.Options{})
 	r, err := plain.Acquire(ctx, "msg#renewed")
 	if err != nil {
 		t.Fatal(err)
@@ -121,15 +114,8 @@ func TestAwaitReadsSiblingKeysTogether(t *testing.T) {
 	// run takes longer than it.
 	opts := ledger.Options{ResendWindow: 30 * time.Second, InFlightWait: 2 * time.Second, PollInterval: 10 * time.Millisecond}
 	sibling, _ := newStore(t, opts)
-	cl, err := emu.Clients(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	counter := &batchCounter{DB: cl.DynamoDB}
-	s, err := ledger.New(counter, sibling.Table(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var counter *batchCounter
+	s := storeOver(t, sibling, func(db ledger.DB) ledger.DB { counter = &batchCounter{DB: db}; return counter }, opts)
 
 	const n = 150 // more than one BatchGetItem's 100 keys
 	var owned []ledger.Receipt
@@ -187,15 +173,8 @@ func TestReadManyKeys(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	owner, _ := newStore(t, ledger.Options{})
-	cl, err := emu.Clients(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	counter := &batchCounter{DB: cl.DynamoDB}
-	s, err := ledger.New(counter, owner.Table(), ledger.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	var counter *batchCounter
+	s := storeOver(t, owner, func(db ledger.DB) ledger.DB { counter = &batchCounter{DB: db}; return counter }, ledger.Options{})
 	const n = 350
 	var keys []string
 	want := map[string]ledger.State{}

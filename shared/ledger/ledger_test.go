@@ -50,6 +50,21 @@ func newStore(t *testing.T, opts ledger.Options) (*ledger.Store, *clock) {
 	return s, c
 }
 
+// storeOver is a second store on of's table whose calls go through wrap(the
+// emulator's client): the same ledger seen through a fault or a counter.
+func storeOver(t *testing.T, of *ledger.Store, wrap func(ledger.DB) ledger.DB, opts ledger.Options) *ledger.Store {
+	t.Helper()
+	cl, err := emu.Clients(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ledger.New(wrap(cl.DynamoDB), of.Table(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func mustState(t *testing.T, s *ledger.Store, key string, want ledger.State) ledger.Item {
 	t.Helper()
 	it, err := s.Get(context.Background(), key)
@@ -469,14 +484,7 @@ func TestRetriedWritesThatLandedAreOurs(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	plain, _ := newStore(t, ledger.Options{})
-	cl, err := emu.Clients(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ledger.New(doubleSender{cl.DynamoDB}, plain.Table(), ledger.Options{InFlightWait: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := storeOver(t, plain, func(db ledger.DB) ledger.DB { return doubleSender{db} }, ledger.Options{InFlightWait: 50 * time.Millisecond})
 	a, err := s.Admit(ctx, "msg#retried")
 	if err != nil || a.Receipt == nil {
 		t.Fatalf("admit whose retry failed the condition: %+v %v, want our receipt", a, err)

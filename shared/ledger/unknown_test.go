@@ -39,15 +39,8 @@ func TestUnknownOutcomeIsNotLeaseLost(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	plain, _ := newStore(t, ledger.Options{})
-	cl, err := emu.Clients(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var failReads atomic.Bool
-	s, err := ledger.New(unreadable{doubleSender{cl.DynamoDB}, &failReads}, plain.Table(), ledger.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := storeOver(t, plain, func(db ledger.DB) ledger.DB { return unreadable{doubleSender{db}, &failReads} }, ledger.Options{})
 	writes := []struct {
 		name  string
 		write func(c *ledger.Claim) error
@@ -85,14 +78,7 @@ func TestGiveBackRetryThatLandedIsOurs(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	plain, _ := newStore(t, ledger.Options{})
-	cl, err := emu.Clients(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ledger.New(doubleSender{cl.DynamoDB}, plain.Table(), ledger.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := storeOver(t, plain, func(db ledger.DB) ledger.DB { return doubleSender{db} }, ledger.Options{})
 	c, err := plain.Claim(ctx, "msg#giveback", "p", "", time.Minute, time.Time{})
 	if err != nil {
 		t.Fatal(err)
