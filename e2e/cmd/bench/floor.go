@@ -15,11 +15,14 @@ import (
 	dbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"go.uber.org/zap"
 
 	"github.com/wahook/wahook/e2e/harness"
 	"github.com/wahook/wahook/shared/awsclient"
 	"github.com/wahook/wahook/shared/awserr"
 	"github.com/wahook/wahook/shared/awstest"
+	"github.com/wahook/wahook/shared/ledger"
+	"github.com/wahook/wahook/shared/resources"
 )
 
 // floorBody stands in for an envelope: the size of wahook's (about 600 bytes
@@ -36,6 +39,9 @@ type floorRig struct {
 	messages string
 	queueURL string
 	seq      atomic.Int64
+	// store is wahook's own ledger code on a ledger table of the rig's: the
+	// floor flavour that sends wahook's requests, not minimal ones.
+	store *ledger.Store
 }
 
 func newFloorRig(r *runner, clients *awsclient.Clients) *floorRig {
@@ -55,6 +61,18 @@ func newFloorRig(r *runner, clients *awsclient.Clients) *floorRig {
 			_, _ = f.db.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(table)})
 		})
 	}
+	table := awstest.UniqueName("bench-floor-ledger")
+	if err := resources.EnsureTable(ctx, f.db, resources.LedgerTableInput(table), zap.NewNop()); err != nil {
+		r.Fatalf("floor ledger table: %v", err)
+	}
+	r.Cleanup(func() {
+		_, _ = f.db.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(table)})
+	})
+	store, err := ledger.New(f.db, table, ledger.Options{})
+	if err != nil {
+		r.Fatalf("floor ledger: %v", err)
+	}
+	f.store = store
 	out, err := f.q.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(awstest.UniqueName("bench-floor"))})
 	if err != nil {
 		r.Fatalf("floor queue: %v", err)
@@ -116,12 +134,66 @@ func (f *floorRig) sendBatch(ctx context.Context, keys []string) error {
 	return err
 }
 
+// floorOps are the same-calls floor's ledger calls: each event's Acquire and
+// MarkQueued (ingest), Claim and Complete (processor).
+type floorOps interface {
+	acquire(ctx context.Context, key string) (ledger.Receipt, error)
+	markQueued(ctx context.Context, r ledger.Receipt) error
+	claim(ctx context.Context, key string) (ledger.Claim, error)
+	complete(ctx context.Context, c ledger.Claim) error
+}
+
+// minimalOps make each call the smallest request of its kind: a put and
+// state changes with one-attribute conditions.
+type minimalOps struct{ f *floorRig }
+
+func (o minimalOps) acquire(ctx context.Context, key string) (ledger.Receipt, error) {
+	return ledger.Receipt{Key: key}, o.f.acquire(ctx, key)
+}
+
+func (o minimalOps) markQueued(ctx context.Context, r ledger.Receipt) error {
+	// A processor may have claimed it already, as in wahook.
+	if err := o.f.move(ctx, r.Key, "received", "queued"); err != nil && !awserr.ConditionFailed(err) {
+		return err
+	}
+	return nil
+}
+
+func (o minimalOps) claim(ctx context.Context, key string) (ledger.Claim, error) {
+	// The queue may deliver before MarkQueued: claim from either.
+	return ledger.Claim{Key: key}, o.f.move(ctx, key, "received,queued", "processing")
+}
+
+func (o minimalOps) complete(ctx context.Context, c ledger.Claim) error {
+	return o.f.move(ctx, c.Key, "processing", "done")
+}
+
+// ledgerOps are wahook's own ledger calls (shared/ledger): the same requests —
+// fenced conditions, tokens, lease, attempt, TTL — that ingest and the workers
+// send.
+type ledgerOps struct{ s *ledger.Store }
+
+func (o ledgerOps) acquire(ctx context.Context, key string) (ledger.Receipt, error) {
+	return o.s.Acquire(ctx, key)
+}
+
+func (o ledgerOps) markQueued(ctx context.Context, r ledger.Receipt) error {
+	_, err := o.s.MarkQueued(ctx, r) // false: claimed already, as in wahook
+	return err
+}
+
+func (o ledgerOps) claim(ctx context.Context, key string) (ledger.Claim, error) {
+	return o.s.Claim(ctx, key, "bench-floor", "", 30*time.Second, time.Now())
+}
+
+func (o ledgerOps) complete(ctx context.Context, c ledger.Claim) error { return o.s.Complete(ctx, c) }
+
 // sameCalls runs n events through exactly wahook's backend calls per event —
 // ingest: Acquire, SendMessageBatch (per 10), MarkQueued; processor: receive
 // (10 a call), Claim, the store handler's put, Complete, DeleteMessageBatch
 // (per receive) — with conc producers and conc consumers, nothing else. It
 // returns events per second, end to end.
-func (f *floorRig) sameCalls(ctx context.Context, n, conc int) (float64, error) {
+func (f *floorRig) sameCalls(ctx context.Context, n, conc int, ops floorOps) (float64, error) {
 	var (
 		next     atomic.Int64
 		consumed atomic.Int64
@@ -149,18 +221,20 @@ func (f *floorRig) sameCalls(ctx context.Context, n, conc int) (float64, error) 
 					return
 				}
 				keys := make([]string, min(10, int64(n)-first))
+				receipts := make([]ledger.Receipt, len(keys))
 				for i := range keys {
 					keys[i] = f.key()
-					if err := f.acquire(ctx, keys[i]); err != nil {
+					r, err := ops.acquire(ctx, keys[i])
+					if err != nil {
 						fail(err)
 					}
+					receipts[i] = r
 				}
 				if err := f.sendBatch(ctx, keys); err != nil {
 					fail(err)
 				}
-				for _, k := range keys {
-					// A processor may have claimed it already, as in wahook.
-					if err := f.move(ctx, k, "received", "queued"); err != nil && !awserr.ConditionFailed(err) {
+				for _, r := range receipts {
+					if err := ops.markQueued(ctx, r); err != nil {
 						fail(err)
 					}
 				}
@@ -184,15 +258,15 @@ func (f *floorRig) sameCalls(ctx context.Context, n, conc int) (float64, error) 
 				var del []sqstypes.DeleteMessageBatchRequestEntry
 				for i, m := range out.Messages {
 					k := aws.ToString(m.MessageAttributes["key"].StringValue)
-					// The queue may deliver before MarkQueued: claim from either.
-					if err := f.move(ctx, k, "received,queued", "processing"); err != nil {
+					c, err := ops.claim(ctx, k)
+					if err != nil {
 						fail(fmt.Errorf("claim %s: %w", k, err))
 					}
 					if _, err := f.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(f.messages),
 						Item: map[string]dbtypes.AttributeValue{"pk": s(k), "body": s(floorBody[:200])}}); err != nil {
 						fail(err)
 					}
-					if err := f.move(ctx, k, "processing", "done"); err != nil {
+					if err := ops.complete(ctx, c); err != nil {
 						fail(err)
 					}
 					del = append(del, sqstypes.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle})

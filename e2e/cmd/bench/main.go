@@ -213,8 +213,11 @@ func run(r *runner, c config) *Report {
 	}
 	if !b.skip("floor") {
 		b.measure("same-calls floor sweep", func() { rep.Floor = b.floor() })
-		if best := rep.Floor.Best(); best.EventsPerSec > 0 {
-			rep.Ratio = rep.Max.EndToEndPerSec / best.EventsPerSec
+		if best := rep.Floor.Best(); best.SameRequestsPerSec > 0 {
+			rep.Ratio = rep.Max.EndToEndPerSec / best.SameRequestsPerSec
+		}
+		if minimal := rep.Floor.Minimal(); minimal.EventsPerSec > 0 {
+			rep.RatioMin = rep.Max.EndToEndPerSec / minimal.EventsPerSec
 		}
 	}
 	if !b.skip("big") {

@@ -40,17 +40,22 @@ func (b *bench) floor() *floorResult {
 	for i, conc := range concs {
 		b.dynamo.Reset()
 		b.sqs.Reset()
-		log.Printf("same-calls floor: %d events at concurrency %d", n, conc)
-		rate, err := rig.sameCalls(ctx, n, conc)
+		log.Printf("same-calls floor: %d events at concurrency %d, wahook's requests", n, conc)
+		same, err := rig.sameCalls(ctx, n, conc, ledgerOps{rig.store})
 		if err != nil {
-			b.r.Fatalf("same-calls floor at %d: %v", conc, err)
+			b.r.Fatalf("same-calls floor at %d (wahook's requests): %v", conc, err)
 		}
-		res.Sweep = append(res.Sweep, sweepPoint{Conc: conc, EventsPerSec: rate})
 		if i == len(concs)-1 {
 			res.Calls = map[string]map[string]float64{
 				"DynamoDB": perEvent(b.dynamo.Counts(), n), "SQS": perEvent(b.sqs.Counts(), n),
 			}
 		}
+		log.Printf("same-calls floor: %d events at concurrency %d, smallest requests", n, conc)
+		rate, err := rig.sameCalls(ctx, n, conc, minimalOps{rig})
+		if err != nil {
+			b.r.Fatalf("same-calls floor at %d: %v", conc, err)
+		}
+		res.Sweep = append(res.Sweep, sweepPoint{Conc: conc, SameRequestsPerSec: same, EventsPerSec: rate})
 	}
 	best := res.Best().Conc
 	for _, op := range []struct {
@@ -106,6 +111,11 @@ func (b *bench) big() *bigResult {
 		run := b.bigRun(rep, floor(fmt.Sprintf("big-body floor, concurrency %d (round %d)", res.FloorConc, rep), res.FloorConc))
 		res.Runs = append(res.Runs, run)
 		res.Events = run.Events
+	}
+	for _, p := range b.stack.Processes(harness.RoleIngest) {
+		if s, err := readProc(p.Pid()); err == nil {
+			res.IngestRSS = append(res.IngestRSS, procCost{Name: p.Name, PeakRSSMB: mb(s.PeakBytes), RSSMB: mb(s.RSSBytes)})
+		}
 	}
 	return res
 }

@@ -25,7 +25,8 @@ type Report struct {
 	Processes []procCost                    `json:"processes"`
 	Calls     map[string]map[string]float64 `json:"calls_per_event"`
 	Floor     *floorResult                  `json:"floor,omitempty"`
-	Ratio     float64                       `json:"ratio_to_floor,omitempty"`
+	Ratio     float64                       `json:"ratio_to_floor,omitempty"`         // to the floor making wahook's own requests
+	RatioMin  float64                       `json:"ratio_to_minimal_floor,omitempty"` // to the one making the smallest requests
 	Big       *bigResult                    `json:"big_body,omitempty"`
 	Scaling   []scaleCell                   `json:"scaling,omitempty"`
 	Soak      *soakResult                   `json:"soak,omitempty"`
@@ -41,8 +42,12 @@ type procCost struct {
 }
 
 type sweepPoint struct {
-	Conc         int     `json:"concurrency"`
-	EventsPerSec float64 `json:"events_per_sec"`
+	Conc int `json:"concurrency"`
+	// SameRequestsPerSec: the floor making wahook's own ledger requests
+	// (shared/ledger); EventsPerSec: the same calls as the smallest request of
+	// each kind.
+	SameRequestsPerSec float64 `json:"same_requests_events_per_sec"`
+	EventsPerSec       float64 `json:"events_per_sec"`
 }
 
 type rawPoint struct {
@@ -59,8 +64,20 @@ type floorResult struct {
 	Raw   []rawPoint                    `json:"raw"`
 }
 
-// Best is the sweep's fastest point.
+// Best is the sweep's fastest point of the floor making wahook's own requests,
+// and Minimal the fastest of the one making the smallest ones.
 func (f *floorResult) Best() sweepPoint {
+	var best sweepPoint
+	for _, p := range f.Sweep {
+		if p.SameRequestsPerSec > best.SameRequestsPerSec {
+			best = p
+		}
+	}
+	return best
+}
+
+// Minimal is the sweep's fastest point of the floor making the smallest requests.
+func (f *floorResult) Minimal() sweepPoint {
 	var best sweepPoint
 	for _, p := range f.Sweep {
 		if p.EventsPerSec > best.EventsPerSec {
@@ -76,6 +93,8 @@ type bigResult struct {
 	Processors int      `json:"processors"`
 	FloorConc  int      `json:"floor_concurrency"` // the floor's best, swept once
 	Runs       []bigRun `json:"runs"`
+	// IngestRSS: each ingest's resident set after the rounds, and its high-water mark.
+	IngestRSS []procCost `json:"ingest_rss"`
 }
 
 // bigRun is one round: the floor again, one body, identical twins.
@@ -184,13 +203,20 @@ func (r *Report) Markdown() string {
 	if f := r.Floor; f != nil {
 		best := f.Best()
 		p("### Floor (same run, same counters, direct clients)\n\n")
-		p("Same-calls floor client (Acquire, SendMessageBatch per 10, MarkQueued; receive, Claim, handler put, Complete, DeleteMessageBatch), concurrency sweep:\n\n")
-		p("| concurrency | events/s |\n|---:|---:|\n")
+		p("Same-calls floor client (Acquire, SendMessageBatch per 10, MarkQueued; receive, Claim, handler put, Complete, DeleteMessageBatch), " +
+			"concurrency sweep, in two flavours: the ledger calls made with wahook's own code (shared/ledger: the same requests, with their " +
+			"fenced conditions, tokens, lease, attempt and TTL), and as the smallest request of each kind (one-attribute conditions), which " +
+			"shows what wahook's richer requests cost the emulator. Both write the handler's item with a plain put (wahook's store handler " +
+			"makes an UpdateItem that keeps the newest status):\n\n")
+		p("| concurrency | events/s, wahook's requests | events/s, smallest requests |\n|---:|---:|---:|\n")
 		for _, s := range f.Sweep {
-			p("| %d | %.0f |\n", s.Conc, s.EventsPerSec)
+			p("| %d | %.0f | %.0f |\n", s.Conc, s.SameRequestsPerSec, s.EventsPerSec)
 		}
-		p("\n**wahook ÷ same-calls floor at its best (%d): %.0f ÷ %.0f = %.2f** (goal ≥ %.1f: %s)\n\n",
-			best.Conc, r.Max.EndToEndPerSec, best.EventsPerSec, r.Ratio, goalRatio, mark(r.Ratio >= goalRatio))
+		minimal := f.Minimal()
+		p("\n**wahook ÷ same-calls floor at its best (%d, wahook's requests): %.0f ÷ %.0f = %.2f** (goal ≥ %.1f: %s); "+
+			"÷ the smallest-request floor at its best (%d): %.0f ÷ %.0f = %.2f\n\n",
+			best.Conc, r.Max.EndToEndPerSec, best.SameRequestsPerSec, r.Ratio, goalRatio, mark(r.Ratio >= goalRatio),
+			minimal.Conc, r.Max.EndToEndPerSec, minimal.EventsPerSec, r.RatioMin)
 		p("Raw floor, one operation alone at concurrency %d:\n\n| operation | per s | p50 ms | p99 ms |\n|---|---:|---:|---:|\n", best.Conc)
 		for _, x := range f.Raw {
 			p("| %s | %.0f | %.1f | %.1f |\n", x.Op, x.PerSec, x.P50ms, x.P99ms)
@@ -214,6 +240,10 @@ func (r *Report) Markdown() string {
 				tw[0], tw[1], mark(t), run.TwinQueued, run.Events)
 		}
 		p("\nWithin the bound: one body in %d of %d rounds, the twins in %d of %d.\n\n", singles, len(g.Runs), twins, len(g.Runs))
+		for _, c := range g.IngestRSS {
+			p("- %s after the rounds: RSS %.1f MB, peak (VmHWM, since it started) %.1f MB\n", c.Name, c.RSSMB, c.PeakRSSMB)
+		}
+		p("\n")
 	}
 
 	if len(r.Scaling) > 0 {
