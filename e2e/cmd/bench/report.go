@@ -171,8 +171,11 @@ func (r *Report) Markdown() string {
 	p("- machine: %s\n- backend: %s\n- setup: %s\n\n", r.Machine, r.Backend, r.Setup)
 
 	p("### Webhook load (vegeta)\n\n")
-	p("| run | webhooks | events | accepted events/s | end-to-end events/s | p50 ms | p95 ms | p99 ms | max ms | errors | backlog after the last answer |\n")
-	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	header := func() {
+		p("| run | webhooks | events | accepted events/s | end-to-end events/s | p50 ms | p95 ms | p99 ms | max ms | errors | backlog after the last answer |\n")
+		p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	}
+	header()
 	row := func(name string, l load) {
 		p("| %s | %d | %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %d | %v |\n", name, l.Webhooks, l.Events,
 			l.AcceptedPerSec, l.EndToEndPerSec, l.P50ms, l.P95ms, l.P99ms, l.MaxMs, l.Errors, l.Backlog.Round(time.Millisecond))
@@ -262,6 +265,7 @@ func (r *Report) Markdown() string {
 
 	if s := r.Soak; s != nil {
 		p("### Soak: %v at %.1f webhooks/s\n\n", s.Duration, s.WebhooksPerSec)
+		header()
 		row("soak", s.Load)
 		p("\n| process | RSS MB first sample | RSS MB last sample | max sample | peak (VmHWM) |\n|---|---:|---:|---:|---:|\n")
 		for _, c := range s.PeakRSSMB {
