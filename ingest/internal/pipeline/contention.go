@@ -36,10 +36,11 @@ const readAhead = 50
 //
 // A key read as free but taken before its write is refused by the write, as
 // before: with independent orders, a key the sibling wrote in the short while
-// between the read and the write (about a tenth of a 1,000-update body, against
-// every key in body order without reads; TestIdenticalBodiesDoNotWriteEachOthersKeys). A key read
-// as taken is decided by Await, as a refused write would be. A body nobody
-// else holds costs nothing more: no read until a write is refused.
+// between the read and the write — about a tenth of a 1,000-update body,
+// against every key in body order without reads
+// (TestIdenticalBodiesDoNotWriteEachOthersKeys). A key read as taken is
+// decided by Await, as a refused write would be. A body nobody else holds
+// costs nothing more: no read until a write is refused.
 type admission struct {
 	p         *Pipeline
 	items     []item
