@@ -15,7 +15,9 @@ import (
 // the queue three times, straight past ingest, while handlers are slowed so
 // that copies overlap across 2 workers × 4 processors. Only the ledger's claim
 // stands between those copies and a double run: each key must still be handled
-// exactly once, under attempt 1, and every extra copy deleted as a duplicate.
+// exactly once, under attempt 1, and every extra copy deleted as a duplicate
+// (a run whose lease ran out on a busy machine may be followed by a second
+// one under the next attempt, which the invariants allow and count).
 func TestQueueDuplicateDelivery(t *testing.T) {
 	t.Parallel()
 	n := form(150, 600)
@@ -44,12 +46,23 @@ func TestQueueDuplicateDelivery(t *testing.T) {
 	if tally.MaxAttempt != 1 && tally.LeaseLost == 0 {
 		t.Errorf("highest ledger attempt %d, want 1: no copy may claim a key another copy holds or finished", tally.MaxAttempt)
 	}
-	dups, err := s.SumMetric(t.Context(), harness.RoleWorker, "wahook_worker_duplicates_total")
-	if err != nil {
-		t.Fatal(err)
+	metric := func(name string, labels ...string) int {
+		v, err := s.SumMetric(t.Context(), harness.RoleWorker, name, labels...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int(v)
 	}
-	if int(dups) != n*(copies-1) {
-		t.Errorf("workers deleted %d duplicate copies, want %d", int(dups), n*(copies-1))
+	// Each key's one completing run deletes one of its copies; every other
+	// copy must be deleted as a duplicate. A copy is counted again when it
+	// comes back after its delete was too late for the visibility timeout (a
+	// busy machine), so the count may exceed the extra copies, never fall short.
+	dups, done := metric("wahook_worker_duplicates_total"), metric("wahook_worker_events_total", "result", "done")
+	if done != n {
+		t.Errorf("workers completed %d runs, want one per event (%d)", done, n)
+	}
+	if dups < n*(copies-1) {
+		t.Errorf("workers deleted %d duplicate copies, want at least the %d extra copies", dups, n*(copies-1))
 	}
 	checkWorkerTally(t, s, tally)
 	h1, err1 := w1.Health(t.Context())
@@ -57,6 +70,6 @@ func TestQueueDuplicateDelivery(t *testing.T) {
 	if err1 != nil || err2 != nil {
 		t.Fatalf("worker health: %v, %v", err1, err2)
 	}
-	t.Logf("%d events × %d copies in the queue: settled in %v; %d duplicate copies deleted; processed_count %d+%d; %s",
-		n, copies, settled.Round(time.Millisecond), int(dups), h1.Processed(), h2.Processed(), tally)
+	t.Logf("%d events × %d copies in the queue: settled in %v; %d duplicate copies deleted (%d counted again after a late delete); processed_count %d+%d; %s",
+		n, copies, settled.Round(time.Millisecond), dups, dups-n*(copies-1), h1.Processed(), h2.Processed(), tally)
 }
