@@ -46,8 +46,12 @@ type Config struct {
 	InFlightWait time.Duration `env:"WAHOOK_INFLIGHT_WAIT" envDefault:"5s"`
 	// AdmitConcurrency is how many ledger writes one webhook runs at once
 	// while admitting its events; DynamoDBConcurrency bounds them across
-	// webhooks.
-	AdmitConcurrency int `env:"WAHOOK_ADMIT_CONCURRENCY" envDefault:"64"`
+	// webhooks. 64 (with SendConcurrency 8) answers a 1,000-update body in
+	// about half the time on a dedicated backend, but two such bodies at once
+	// then put 128 writes on the table at a time: on a capacity-bound one (the
+	// race suite's shared emulator) calls ran past their timeout and events
+	// were sent twice. See README, Measured.
+	AdmitConcurrency int `env:"WAHOOK_ADMIT_CONCURRENCY" envDefault:"16"`
 	// DynamoDBConcurrency bounds the DynamoDB calls the process has in flight
 	// at once, across all its webhooks; a call beyond it waits, in order,
 	// within its own timeout. 0 (the default): unbounded — README's benchmark
@@ -55,7 +59,7 @@ type Config struct {
 	DynamoDBConcurrency int `env:"WAHOOK_DYNAMODB_CONCURRENCY" envDefault:"0"`
 	// SendConcurrency is how many SQS SendMessageBatch calls one webhook has
 	// in flight (a FIFO queue sends one at a time, in order).
-	SendConcurrency int `env:"WAHOOK_SEND_CONCURRENCY" envDefault:"8"`
+	SendConcurrency int `env:"WAHOOK_SEND_CONCURRENCY" envDefault:"4"`
 	// ShutdownTimeout bounds the graceful shutdown: in-flight webhooks finish
 	// within it. Under ECS's 30s stop timeout.
 	ShutdownTimeout time.Duration `env:"WAHOOK_SHUTDOWN_TIMEOUT" envDefault:"20s"`

@@ -18,7 +18,7 @@ func TestConfigDefaults(t *testing.T) {
 	want := Config{
 		Common: cfg.Common, HTTPAddr: ":8080", AppSecret: "s3cr3t", BodyLimit: 4 << 20,
 		SendTimeout: 5 * time.Second, ResendWindow: 10 * time.Second, InFlightWait: 5 * time.Second,
-		AdmitConcurrency: 64, SendConcurrency: 8, ShutdownTimeout: 20 * time.Second,
+		AdmitConcurrency: 16, SendConcurrency: 4, ShutdownTimeout: 20 * time.Second,
 	}
 	if cfg != want {
 		t.Errorf("defaults\n got %+v\nwant %+v", cfg, want)

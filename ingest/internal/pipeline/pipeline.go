@@ -86,12 +86,12 @@ type Options struct {
 	// BackendTimeout bounds one MarkQueued or Release (default 5s).
 	BackendTimeout time.Duration
 	// Concurrency is how many Acquire calls one webhook runs at once (default
-	// 64). The process may bound its DynamoDB calls across webhooks besides
+	// 16). The process may bound its DynamoDB calls across webhooks besides
 	// (WAHOOK_DYNAMODB_CONCURRENCY, in the client): one large body may then
 	// use all of the process's calls, many small ones share them.
 	Concurrency int
 	// SendConcurrency is how many SendMessageBatch calls one webhook has in
-	// flight (default 8). Each sent batch's events are then marked queued
+	// flight (default 4). Each sent batch's events are then marked queued
 	// together, up to ten calls at once. A FIFO queue sends one batch at a time,
 	// in body order.
 	SendConcurrency int
@@ -161,10 +161,10 @@ func New(l Ledger, q Queue, m *metrics.Metrics, opts Options) (*Pipeline, error)
 		opts.BackendTimeout = 5 * time.Second
 	}
 	if opts.Concurrency <= 0 {
-		opts.Concurrency = 64
+		opts.Concurrency = 16
 	}
 	if opts.SendConcurrency <= 0 {
-		opts.SendConcurrency = 8
+		opts.SendConcurrency = 4
 	}
 	if opts.RenewEvery <= 0 {
 		opts.RenewEvery = 10 * time.Second / 3
