@@ -44,8 +44,7 @@ const readAhead = 50
 type admission struct {
 	p         *Pipeline
 	items     []item
-	order     []int // admission position → index in items
-	next      atomic.Int64
+	order     []int                    // admission position → index in items
 	contended atomic.Bool              // a write was refused: read ahead from now on
 	taken     []func() map[string]bool // per stretch of readAhead positions, read once
 	log       *zap.Logger
@@ -61,11 +60,11 @@ func (p *Pipeline) newAdmission(ctx context.Context, items []item, log *zap.Logg
 	return a
 }
 
-// admit takes the next event and acquires its key, or finds it taken without a
-// write once the body is contended. It reports exists, with the receipt to
-// await, when another request has the key. Called once per event.
-func (a *admission) admit(ctx context.Context) (*item, ledger.Receipt, bool) {
-	j := int(a.next.Add(1) - 1)
+// admit acquires the key of the event at admission position j, or finds it
+// taken without a write once the body is contended. It reports exists, with
+// the receipt to await, when another request has the key. Called once per
+// position.
+func (a *admission) admit(ctx context.Context, j int) (*item, ledger.Receipt, bool) {
 	it := &a.items[a.order[j]]
 	if a.contended.Load() && a.taken[j/readAhead]()[it.event.Key] {
 		_, it.admitSpan = a.p.startAdmit(ctx, it) // ended when Await has decided

@@ -240,8 +240,8 @@ func (p *Pipeline) Process(ctx context.Context, b *webhook.Batch, log *zap.Logge
 		tried     []ledger.Receipt
 	)
 	adm := p.newAdmission(ctx, items, log)
-	p.each(len(items), func(int) {
-		it, r, exists := adm.admit(ctx)
+	p.each(len(items), func(j int) {
+		it, r, exists := adm.admit(ctx, j)
 		switch {
 		case it.receipt == nil:
 		case p.fifo:
