@@ -64,23 +64,20 @@ type floorResult struct {
 	Raw   []rawPoint                    `json:"raw"`
 }
 
-// Best is the sweep's fastest point of the floor making wahook's own requests,
-// and Minimal the fastest of the one making the smallest ones.
+// Best is the sweep's fastest point of the floor making wahook's own requests.
 func (f *floorResult) Best() sweepPoint {
-	var best sweepPoint
-	for _, p := range f.Sweep {
-		if p.SameRequestsPerSec > best.SameRequestsPerSec {
-			best = p
-		}
-	}
-	return best
+	return f.fastest(func(p sweepPoint) float64 { return p.SameRequestsPerSec })
 }
 
 // Minimal is the sweep's fastest point of the floor making the smallest requests.
 func (f *floorResult) Minimal() sweepPoint {
+	return f.fastest(func(p sweepPoint) float64 { return p.EventsPerSec })
+}
+
+func (f *floorResult) fastest(rate func(sweepPoint) float64) sweepPoint {
 	var best sweepPoint
 	for _, p := range f.Sweep {
-		if p.EventsPerSec > best.EventsPerSec {
+		if rate(p) > rate(best) {
 			best = p
 		}
 	}
