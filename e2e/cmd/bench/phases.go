@@ -138,7 +138,9 @@ func (b *bench) bigRun(rep int, floor time.Duration) bigRun {
 	single, n := body()
 	base := b.done()
 	var r harness.Response
+	before := b.dynamo.Counts()
 	b.measure(fmt.Sprintf("one 1,000-update body, until answered (round %d)", rep), func() { r = c.PostTo(ctx, urls[0], single) })
+	run.SingleCalls = since(before, b.dynamo.Counts())
 	run.Single = ms(r.Latency)
 	run.SingleOK = r.OK()
 	b.measure(fmt.Sprintf("its events done after the answer (round %d)", rep), func() { b.awaitDone(base + n) })
@@ -154,10 +156,12 @@ func (b *bench) bigRun(rep int, floor time.Duration) bigRun {
 			answers[i] = c.PostTo(ctx, urls[i], twin)
 		})
 	}
+	before = b.dynamo.Counts()
 	b.measure(fmt.Sprintf("two identical 1,000-update bodies, until both answered (round %d)", rep), func() {
 		close(start)
 		wg.Wait()
 	})
+	run.TwinCalls = since(before, b.dynamo.Counts())
 	run.TwinOK = true
 	for _, a := range answers {
 		run.Twin = append(run.Twin, ms(a.Latency))
@@ -173,6 +177,17 @@ func (b *bench) bigRun(rep int, floor time.Duration) bigRun {
 	run.Events = n
 	b.awaitDone(base + n)
 	return run
+}
+
+// since is the calls counted after minus those counted before, by operation.
+func since(before, after map[string]int64) map[string]int64 {
+	d := make(map[string]int64, len(after))
+	for op, n := range after {
+		if n -= before[op]; n > 0 {
+			d[op] = n
+		}
+	}
+	return d
 }
 
 // scaling measures end-to-end throughput for each workers × processors cell,

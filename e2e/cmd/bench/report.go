@@ -104,6 +104,10 @@ type bigRun struct {
 	Twin       []float64     `json:"twin_ms"`
 	TwinOK     bool          `json:"twin_ok"` // both answered 200
 	TwinQueued int           `json:"twin_queued"`
+	// DynamoDB calls by operation while the body, and the twins, were being
+	// answered (the running worker's among them).
+	SingleCalls map[string]int64 `json:"single_dynamodb_calls"`
+	TwinCalls   map[string]int64 `json:"twin_dynamodb_calls"`
 }
 
 // met reports whether the single body and both twins were answered 200 within
@@ -240,6 +244,11 @@ func (r *Report) Markdown() string {
 				tw[0], tw[1], mark(t), run.TwinQueued, run.Events)
 		}
 		p("\nWithin the bound: one body in %d of %d rounds, the twins in %d of %d.\n\n", singles, len(g.Runs), twins, len(g.Runs))
+		p("DynamoDB calls while they were answered (both ingests and the running worker):\n\n| round | one body | twins |\n|---:|---|---|\n")
+		for i, run := range g.Runs {
+			p("| %d | %s | %s |\n", i+1, counts(run.SingleCalls), counts(run.TwinCalls))
+		}
+		p("\n")
 		for _, c := range g.IngestRSS {
 			p("- %s after the rounds: RSS %.1f MB, peak (VmHWM, since it started) %.1f MB\n", c.Name, c.RSSMB, c.PeakRSSMB)
 		}
@@ -319,6 +328,14 @@ func calls(m map[string]float64) string {
 		parts = append(parts, fmt.Sprintf("%s %.2f", op, m[op]))
 	}
 	return fmt.Sprintf("%.2f (%s)", total, strings.Join(parts, ", "))
+}
+
+func counts(m map[string]int64) string {
+	var parts []string
+	for _, op := range sortedKeys(m) {
+		parts = append(parts, fmt.Sprintf("%s %d", op, m[op]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func btoi(b bool) int {

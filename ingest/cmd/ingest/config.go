@@ -44,14 +44,18 @@ type Config struct {
 	// retries). A sibling that keeps queueing or renewing (every
 	// ResendWindow/3) keeps the duplicate waiting, so it must be longer.
 	InFlightWait time.Duration `env:"WAHOOK_INFLIGHT_WAIT" envDefault:"5s"`
-	// AdmitConcurrency is how many ledger writes one webhook runs at once
-	// while admitting its events; DynamoDBConcurrency bounds them across
-	// webhooks. 64 (with SendConcurrency 8) answers a 1,000-update body in
-	// about half the time on a dedicated backend, but two such bodies at once
-	// then put 128 writes on the table at a time: on a capacity-bound one (the
-	// race suite's shared emulator) calls ran past their timeout and events
-	// were sent twice. See README, Measured.
-	AdmitConcurrency int `env:"WAHOOK_ADMIT_CONCURRENCY" envDefault:"16"`
+	// AdmitConcurrency is the most ledger writes one webhook runs at once
+	// while admitting its events. Each webhook starts at 16 and adapts to how
+	// fast the ledger answers: it doubles while a round of writes is answered
+	// within AdmitLatencyTarget on average, halves when a round is slower or a
+	// write fails (see the pipeline's limit.go, and README, Measured).
+	AdmitConcurrency int `env:"WAHOOK_ADMIT_CONCURRENCY" envDefault:"64"`
+	// AdmitLatencyTarget is the mean answer time of a webhook's ledger writes
+	// above which it halves its admission concurrency. DynamoDB answers a
+	// conditional write in milliseconds: a table that takes longer is queueing
+	// or throttling, and more writes in flight only push its calls toward
+	// their timeout.
+	AdmitLatencyTarget time.Duration `env:"WAHOOK_ADMIT_LATENCY_TARGET" envDefault:"250ms"`
 	// DynamoDBConcurrency bounds the DynamoDB calls the process has in flight
 	// at once, across all its webhooks; a call beyond it waits, in order,
 	// within its own timeout. 0 (the default): unbounded — README's benchmark
@@ -88,6 +92,10 @@ func (c Config) Validate() error {
 	}
 	if c.AdmitConcurrency < 1 || c.AdmitConcurrency > 1000 {
 		errs = append(errs, fmt.Errorf("WAHOOK_ADMIT_CONCURRENCY: %d is outside 1..1000", c.AdmitConcurrency))
+	}
+	if c.AdmitLatencyTarget <= 0 || c.AdmitLatencyTarget >= c.BackendTimeout {
+		errs = append(errs, fmt.Errorf("WAHOOK_ADMIT_LATENCY_TARGET: %s must be positive and shorter than WAHOOK_BACKEND_TIMEOUT (%s)",
+			c.AdmitLatencyTarget, c.BackendTimeout))
 	}
 	if c.DynamoDBConcurrency < 0 || c.DynamoDBConcurrency > 10000 {
 		errs = append(errs, fmt.Errorf("WAHOOK_DYNAMODB_CONCURRENCY: %d is outside 0..10000 (0: unbounded)", c.DynamoDBConcurrency))

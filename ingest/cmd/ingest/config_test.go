@@ -18,7 +18,7 @@ func TestConfigDefaults(t *testing.T) {
 	want := Config{
 		Common: cfg.Common, HTTPAddr: ":8080", AppSecret: "s3cr3t", BodyLimit: 4 << 20,
 		SendTimeout: 5 * time.Second, ResendWindow: 10 * time.Second, InFlightWait: 5 * time.Second,
-		AdmitConcurrency: 16, SendConcurrency: 4, ShutdownTimeout: 20 * time.Second,
+		AdmitConcurrency: 64, AdmitLatencyTarget: 250 * time.Millisecond, SendConcurrency: 4, ShutdownTimeout: 20 * time.Second,
 	}
 	if cfg != want {
 		t.Errorf("defaults\n got %+v\nwant %+v", cfg, want)
@@ -44,6 +44,8 @@ func TestConfigValidation(t *testing.T) {
 			"WAHOOK_SEND_TIMEOUT": "300ms", "WAHOOK_RESEND_WINDOW": "400ms"}, ""},
 		{"tiny body limit", map[string]string{"WAHOOK_APP_SECRET": "s", "WAHOOK_BODY_LIMIT": "10"}, "WAHOOK_BODY_LIMIT"},
 		{"zero concurrency", map[string]string{"WAHOOK_APP_SECRET": "s", "WAHOOK_ADMIT_CONCURRENCY": "0"}, "WAHOOK_ADMIT_CONCURRENCY"},
+		{"latency target past the call timeout", map[string]string{"WAHOOK_APP_SECRET": "s",
+			"WAHOOK_BACKEND_TIMEOUT": "1s", "WAHOOK_ADMIT_LATENCY_TARGET": "1s"}, "WAHOOK_ADMIT_LATENCY_TARGET"},
 		{"zero in-flight wait", map[string]string{"WAHOOK_APP_SECRET": "s", "WAHOOK_INFLIGHT_WAIT": "0s"}, "WAHOOK_INFLIGHT_WAIT"},
 		{"zero shutdown timeout", map[string]string{"WAHOOK_APP_SECRET": "s", "WAHOOK_SHUTDOWN_TIMEOUT": "0s"}, "WAHOOK_SHUTDOWN_TIMEOUT"},
 		{"unparsable duration", map[string]string{"WAHOOK_APP_SECRET": "s", "WAHOOK_SEND_TIMEOUT": "soon"}, "WAHOOK_SEND_TIMEOUT"},

@@ -134,7 +134,7 @@ func serve(ctx context.Context, log *zap.Logger, cfg Config, awsOpts awsclient.O
 	}
 	pipe, err := pipeline.New(store, clients.SQS, m, pipeline.Options{
 		QueueURL: queueURL, SendTimeout: cfg.SendTimeout, BackendTimeout: cfg.BackendTimeout,
-		Concurrency: cfg.AdmitConcurrency, SendConcurrency: cfg.SendConcurrency, RenewEvery: cfg.ResendWindow / 3,
+		Concurrency: cfg.AdmitConcurrency, LatencyTarget: cfg.AdmitLatencyTarget, SendConcurrency: cfg.SendConcurrency, RenewEvery: cfg.ResendWindow / 3,
 		MaxMessageBytes: limits.QueueMaxMessageBytes,
 		DeadLetterURL:   dlqURL, DeadLetters: clients.SQS, DeadLetterMaxBytes: limits.DLQMaxMessageBytes, Tracer: tracer,
 	})

@@ -47,12 +47,13 @@ type admission struct {
 	order     []int                    // admission position → index in items
 	contended atomic.Bool              // a write was refused: read ahead from now on
 	taken     []func() map[string]bool // per stretch of readAhead positions, read once
+	lim       *limiter
 	log       *zap.Logger
 }
 
 func (p *Pipeline) newAdmission(ctx context.Context, items []item, log *zap.Logger) *admission {
 	n := len(items)
-	a := &admission{p: p, items: items, order: rand.Perm(n), log: log}
+	a := &admission{p: p, items: items, order: rand.Perm(n), lim: newLimiter(p.opts.Concurrency, p.opts.LatencyTarget), log: log}
 	for from := 0; from < n; from += readAhead {
 		positions := a.order[from:min(from+readAhead, n)]
 		a.taken = append(a.taken, sync.OnceValue(func() map[string]bool { return a.read(ctx, positions) }))
@@ -60,17 +61,39 @@ func (p *Pipeline) newAdmission(ctx context.Context, items []item, log *zap.Logg
 	return a
 }
 
+// run calls fn for every admission position, as many at once as the limiter
+// allows, and waits for them. fn calls admit.
+func (a *admission) run(fn func(j int)) {
+	var wg sync.WaitGroup
+	for j := range a.order {
+		a.lim.acquire()
+		wg.Go(func() { fn(j) })
+	}
+	wg.Wait()
+	if len(a.order) <= startConcurrency {
+		return // never more than one round: nothing adapted
+	}
+	peak, now, backedOff := a.lim.state()
+	fields := []zap.Field{zap.Int("events", len(a.order)), zap.Int("admit_concurrency_peak", peak), zap.Int("admit_concurrency_end", now)}
+	if backedOff {
+		a.log.Info("the ledger answered slowly: admission backed off", fields...)
+	} else {
+		a.log.Debug("admitted", fields...)
+	}
+}
+
 // admit acquires the key of the event at admission position j, or finds it
 // taken without a write once the body is contended. It reports exists, with
 // the receipt to await, when another request has the key. Called once per
-// position.
+// position, holding one of the limiter's slots, which it frees.
 func (a *admission) admit(ctx context.Context, j int) (*item, ledger.Receipt, bool) {
 	it := &a.items[a.order[j]]
 	if a.contended.Load() && a.taken[j/readAhead]()[it.event.Key] {
+		a.lim.release()
 		_, it.admitSpan = a.p.startAdmit(ctx, it) // ended when Await has decided
 		return it, ledger.Receipt{Key: it.event.Key}, true
 	}
-	r, exists := a.p.acquire(ctx, it, a.log)
+	r, exists := a.p.acquire(ctx, it, a.lim, a.log)
 	if exists {
 		a.contended.Store(true)
 	}

@@ -325,11 +325,18 @@ func isNotFound(err error) bool { return errors.Is(err, ledger.ErrNotFound) }
 // twin registry (not asserted).
 func pipelineWith(t *testing.T, s *stack, l pipeline.Ledger) *pipeline.Pipeline {
 	t.Helper()
+	return pipelineOpts(t, s, l, pipeline.Options{})
+}
+
+// pipelineOpts is pipelineWith with options (the stack's queue URL is set).
+func pipelineOpts(t *testing.T, s *stack, l pipeline.Ledger, o pipeline.Options) *pipeline.Pipeline {
+	t.Helper()
 	m, err := metrics.New(prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := pipeline.New(l, s.queue, m, pipeline.Options{QueueURL: s.queueURL})
+	o.QueueURL = s.queueURL
+	p, err := pipeline.New(l, s.queue, m, o)
 	if err != nil {
 		t.Fatal(err)
 	}

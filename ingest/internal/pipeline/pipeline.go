@@ -85,11 +85,17 @@ type Options struct {
 	SendTimeout time.Duration
 	// BackendTimeout bounds one MarkQueued or Release (default 5s).
 	BackendTimeout time.Duration
-	// Concurrency is how many Acquire calls one webhook runs at once (default
-	// 16). The process may bound its DynamoDB calls across webhooks besides
-	// (WAHOOK_DYNAMODB_CONCURRENCY, in the client): one large body may then
-	// use all of the process's calls, many small ones share them.
+	// Concurrency is the most Acquire calls one webhook runs at once (default
+	// 64). A webhook starts at 16 and adapts within 4..Concurrency to how fast
+	// the ledger answers (limit.go). The process may bound its DynamoDB calls
+	// across webhooks besides (WAHOOK_DYNAMODB_CONCURRENCY, in the client): one
+	// large body may then use all of the process's calls, many small ones
+	// share them.
 	Concurrency int
+	// LatencyTarget is the mean time for the ledger to answer a round of
+	// Acquire calls above which a webhook halves its admission concurrency
+	// (default 250ms).
+	LatencyTarget time.Duration
 	// SendConcurrency is how many SendMessageBatch calls one webhook has in
 	// flight (default 4). Each sent batch's events are then marked queued
 	// together, up to ten calls at once. A FIFO queue sends one batch at a time,
@@ -161,7 +167,10 @@ func New(l Ledger, q Queue, m *metrics.Metrics, opts Options) (*Pipeline, error)
 		opts.BackendTimeout = 5 * time.Second
 	}
 	if opts.Concurrency <= 0 {
-		opts.Concurrency = 16
+		opts.Concurrency = 64
+	}
+	if opts.LatencyTarget <= 0 {
+		opts.LatencyTarget = 250 * time.Millisecond
 	}
 	if opts.SendConcurrency <= 0 {
 		opts.SendConcurrency = 4
@@ -240,7 +249,7 @@ func (p *Pipeline) Process(ctx context.Context, b *webhook.Batch, log *zap.Logge
 		tried     []ledger.Receipt
 	)
 	adm := p.newAdmission(ctx, items, log)
-	p.each(len(items), func(j int) {
+	adm.run(func(j int) {
 		it, r, exists := adm.admit(ctx, j)
 		switch {
 		case it.receipt == nil:
@@ -316,10 +325,12 @@ func (p *Pipeline) Process(ctx context.Context, b *webhook.Batch, log *zap.Logge
 }
 
 // acquire writes it's ledger item; it reports exists, with the receipt tried,
-// when another request has the key already.
-func (p *Pipeline) acquire(ctx context.Context, it *item, log *zap.Logger) (ledger.Receipt, bool) {
+// when another request has the key already. lim learns how long the write took.
+func (p *Pipeline) acquire(ctx context.Context, it *item, lim *limiter, log *zap.Logger) (ledger.Receipt, bool) {
 	ctx, span := p.startAdmit(ctx, it)
+	start := time.Now()
 	r, err := p.ledger.Acquire(ctx, it.event.Key)
+	lim.observe(time.Since(start), err != nil && !errors.Is(err, ledger.ErrExists))
 	if errors.Is(err, ledger.ErrExists) {
 		it.admitSpan = span // ended when Await has decided (decided)
 		return r, true
@@ -540,7 +551,7 @@ func (o *outbox) renewLoop() {
 			}
 		}
 		o.mu.Unlock()
-		o.p.each(len(due), func(i int) {
+		o.p.each(len(due), min(startConcurrency, o.p.opts.Concurrency), func(i int) {
 			it := due[i]
 			ctx, cancel := context.WithTimeout(o.ctx, o.p.opts.BackendTimeout)
 			defer cancel()
@@ -678,9 +689,9 @@ func (p *Pipeline) settle(ctx context.Context, it *item, log *zap.Logger) {
 	}
 }
 
-// each runs fn(0..n-1) on at most Concurrency goroutines and waits for them.
-func (p *Pipeline) each(n int, fn func(i int)) {
-	workers := min(n, p.opts.Concurrency)
+// each runs fn(0..n-1) on at most workers goroutines and waits for them.
+func (p *Pipeline) each(n, workers int, fn func(i int)) {
+	workers = min(n, workers)
 	if workers <= 1 {
 		for i := range n {
 			fn(i)
