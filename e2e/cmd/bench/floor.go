@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,8 +22,12 @@ import (
 	"github.com/wahook/wahook/shared/awsclient"
 	"github.com/wahook/wahook/shared/awserr"
 	"github.com/wahook/wahook/shared/awstest"
+	"github.com/wahook/wahook/shared/envelope"
 	"github.com/wahook/wahook/shared/ledger"
 	"github.com/wahook/wahook/shared/resources"
+	"github.com/wahook/wahook/shared/webhook"
+	"github.com/wahook/wahook/worker/handlers/store"
+	"github.com/wahook/wahook/worker/processor"
 )
 
 // floorBody stands in for an envelope: the size of wahook's (about 600 bytes
@@ -39,9 +44,11 @@ type floorRig struct {
 	messages string
 	queueURL string
 	seq      atomic.Int64
-	// store is wahook's own ledger code on a ledger table of the rig's: the
-	// floor flavour that sends wahook's requests, not minimal ones.
-	store *ledger.Store
+	// store is wahook's own ledger code on a ledger table of the rig's, and
+	// handler the store handler on a messages table of its own: the floor
+	// flavour that sends wahook's requests, not minimal ones.
+	store   *ledger.Store
+	handler *store.Handler
 }
 
 func newFloorRig(r *runner, clients *awsclient.Clients) *floorRig {
@@ -68,11 +75,20 @@ func newFloorRig(r *runner, clients *awsclient.Clients) *floorRig {
 	r.Cleanup(func() {
 		_, _ = f.db.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(table)})
 	})
-	store, err := ledger.New(f.db, table, ledger.Options{})
-	if err != nil {
+	var err error
+	if f.store, err = ledger.New(f.db, table, ledger.Options{}); err != nil {
 		r.Fatalf("floor ledger: %v", err)
 	}
-	f.store = store
+	msgs := awstest.UniqueName("bench-floor-messages")
+	if err := resources.EnsureTable(ctx, f.db, resources.MessagesTableInput(msgs), zap.NewNop()); err != nil {
+		r.Fatalf("floor messages table: %v", err)
+	}
+	r.Cleanup(func() {
+		_, _ = f.db.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(msgs)})
+	})
+	if f.handler, err = store.New(f.db, msgs); err != nil {
+		r.Fatalf("floor store handler: %v", err)
+	}
 	out, err := f.q.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(awstest.UniqueName("bench-floor"))})
 	if err != nil {
 		r.Fatalf("floor queue: %v", err)
@@ -117,13 +133,18 @@ func (f *floorRig) move(ctx context.Context, key, from, to string) error {
 	return err
 }
 
-func (f *floorRig) sendBatch(ctx context.Context, keys []string) error {
-	entries := make([]sqstypes.SendMessageBatchRequestEntry, len(keys))
-	for i, k := range keys {
+// floorEvent is one event of a floor run: its key and its queue message body.
+type floorEvent struct{ key, body string }
+
+// sendBatch sends events with ingest's message attributes (key and kind).
+func (f *floorRig) sendBatch(ctx context.Context, events []floorEvent) error {
+	entries := make([]sqstypes.SendMessageBatchRequestEntry, len(events))
+	for i, e := range events {
 		entries[i] = sqstypes.SendMessageBatchRequestEntry{
-			Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(floorBody),
+			Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(e.body),
 			MessageAttributes: map[string]sqstypes.MessageAttributeValue{
-				"key": {DataType: aws.String("String"), StringValue: aws.String(k)},
+				envelope.AttrKey:  {DataType: aws.String("String"), StringValue: aws.String(e.key)},
+				envelope.AttrKind: {DataType: aws.String("String"), StringValue: aws.String(string(webhook.KindMessage))},
 			},
 		}
 	}
@@ -134,18 +155,32 @@ func (f *floorRig) sendBatch(ctx context.Context, keys []string) error {
 	return err
 }
 
-// floorOps are the same-calls floor's ledger calls: each event's Acquire and
-// MarkQueued (ingest), Claim and Complete (processor).
+// floorOps are the same-calls floor's events and requests: each event's
+// Acquire and MarkQueued (ingest), Claim, the handler's write and Complete
+// (processor).
 type floorOps interface {
+	// event is the run's i-th event (i < the run's n).
+	event(i int) floorEvent
 	acquire(ctx context.Context, key string) (ledger.Receipt, error)
 	markQueued(ctx context.Context, r ledger.Receipt) error
 	claim(ctx context.Context, key string) (ledger.Claim, error)
+	// handle is the handler's write for the event received as body.
+	handle(ctx context.Context, key, body string) error
 	complete(ctx context.Context, c ledger.Claim) error
 }
 
 // minimalOps make each call the smallest request of its kind: a put and
-// state changes with one-attribute conditions.
+// state changes with one-attribute conditions, a stand-in body of an
+// envelope's size, and a plain put of 200 bytes for the handler.
 type minimalOps struct{ f *floorRig }
+
+func (o minimalOps) event(int) floorEvent { return floorEvent{key: o.f.key(), body: floorBody} }
+
+func (o minimalOps) handle(ctx context.Context, key, _ string) error {
+	_, err := o.f.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(o.f.messages),
+		Item: map[string]dbtypes.AttributeValue{"pk": s(key), "body": s(floorBody[:200])}})
+	return err
+}
 
 func (o minimalOps) acquire(ctx context.Context, key string) (ledger.Receipt, error) {
 	return ledger.Receipt{Key: key}, o.f.acquire(ctx, key)
@@ -168,10 +203,44 @@ func (o minimalOps) complete(ctx context.Context, c ledger.Claim) error {
 	return o.f.move(ctx, c.Key, "processing", "done")
 }
 
-// ledgerOps are wahook's own ledger calls (shared/ledger): the same requests —
-// fenced conditions, tokens, lease, attempt, TTL — that ingest and the workers
-// send.
-type ledgerOps struct{ s *ledger.Store }
+// ledgerOps are wahook's own requests: the ledger's calls (shared/ledger:
+// fenced conditions, tokens, lease, attempt, TTL), the envelopes ingest
+// sends for the bench's own webhooks' messages, and the store handler's
+// write — what ingest and the workers send.
+type ledgerOps struct {
+	s      *ledger.Store
+	store  *store.Handler
+	events []floorEvent
+}
+
+// wahookOps returns ledgerOps for a run of n events: fresh messages from gen,
+// as the bench's webhooks carry them, in the envelopes ingest would send.
+func (f *floorRig) wahookOps(gen *harness.Gen, n int) (ledgerOps, error) {
+	batch, err := webhook.Parse(gen.Payload(gen.Messages(n), nil).JSON())
+	if err != nil {
+		return ledgerOps{}, fmt.Errorf("floor events: %w", err)
+	}
+	o := ledgerOps{s: f.store, store: f.handler, events: make([]floorEvent, len(batch.Events))}
+	now := time.Now()
+	for i, e := range batch.Events {
+		body, err := envelope.FromEvent(e, now).Encode()
+		if err != nil {
+			return ledgerOps{}, err
+		}
+		o.events[i] = floorEvent{key: e.Key, body: string(body)}
+	}
+	return o, nil
+}
+
+func (o ledgerOps) event(i int) floorEvent { return o.events[i] }
+
+func (o ledgerOps) handle(ctx context.Context, key, body string) error {
+	env, err := envelope.Decode([]byte(body))
+	if err != nil {
+		return fmt.Errorf("floor event %s: %w", key, err)
+	}
+	return o.store.Handle(ctx, processor.Event{Envelope: env, Body: []byte(body)})
+}
 
 func (o ledgerOps) acquire(ctx context.Context, key string) (ledger.Receipt, error) {
 	return o.s.Acquire(ctx, key)
@@ -190,7 +259,7 @@ func (o ledgerOps) complete(ctx context.Context, c ledger.Claim) error { return 
 
 // sameCalls runs n events through exactly wahook's backend calls per event —
 // ingest: Acquire, SendMessageBatch (per 10), MarkQueued; processor: receive
-// (10 a call), Claim, the store handler's put, Complete, DeleteMessageBatch
+// (10 a call), Claim, the handler's write, Complete, DeleteMessageBatch
 // (per receive) — with conc producers and conc consumers, nothing else. It
 // returns events per second, end to end.
 func (f *floorRig) sameCalls(ctx context.Context, n, conc int, ops floorOps) (float64, error) {
@@ -220,17 +289,17 @@ func (f *floorRig) sameCalls(ctx context.Context, n, conc int, ops floorOps) (fl
 				if first >= int64(n) {
 					return
 				}
-				keys := make([]string, min(10, int64(n)-first))
-				receipts := make([]ledger.Receipt, len(keys))
-				for i := range keys {
-					keys[i] = f.key()
-					r, err := ops.acquire(ctx, keys[i])
+				events := make([]floorEvent, min(10, int64(n)-first))
+				receipts := make([]ledger.Receipt, len(events))
+				for i := range events {
+					events[i] = ops.event(int(first) + i)
+					r, err := ops.acquire(ctx, events[i].key)
 					if err != nil {
 						fail(err)
 					}
 					receipts[i] = r
 				}
-				if err := f.sendBatch(ctx, keys); err != nil {
+				if err := f.sendBatch(ctx, events); err != nil {
 					fail(err)
 				}
 				for _, r := range receipts {
@@ -244,27 +313,36 @@ func (f *floorRig) sameCalls(ctx context.Context, n, conc int, ops floorOps) (fl
 	var cw sync.WaitGroup
 	for range conc {
 		cw.Go(func() { // a processor
+			failed := 0 // receives in a row
 			for consumed.Load() < int64(n) && ctx.Err() == nil {
 				out, err := f.q.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 					QueueUrl: aws.String(f.queueURL), MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
-					MessageAttributeNames: []string{"key"},
+					MessageAttributeNames: []string{envelope.AttrKey, envelope.AttrKind},
 				})
 				if err != nil {
-					if ctx.Err() == nil {
-						fail(err)
+					if ctx.Err() != nil {
+						return
 					}
+					// A failed receive changes nothing in the queue: the
+					// processors poll again, and so does the floor, a few
+					// times (an emulator's reply was once cut short).
+					if failed++; failed < 3 {
+						log.Printf("same-calls floor: receive failed, polling again: %v", err)
+						continue
+					}
+					fail(err)
 					return
 				}
+				failed = 0
 				var del []sqstypes.DeleteMessageBatchRequestEntry
 				for i, m := range out.Messages {
-					k := aws.ToString(m.MessageAttributes["key"].StringValue)
+					k := aws.ToString(m.MessageAttributes[envelope.AttrKey].StringValue)
 					c, err := ops.claim(ctx, k)
 					if err != nil {
 						fail(fmt.Errorf("claim %s: %w", k, err))
 					}
-					if _, err := f.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(f.messages),
-						Item: map[string]dbtypes.AttributeValue{"pk": s(k), "body": s(floorBody[:200])}}); err != nil {
-						fail(err)
+					if err := ops.handle(ctx, k, aws.ToString(m.Body)); err != nil {
+						fail(fmt.Errorf("handle %s: %w", k, err))
 					}
 					if err := ops.complete(ctx, c); err != nil {
 						fail(err)
@@ -293,9 +371,9 @@ func (f *floorRig) sameCalls(ctx context.Context, n, conc int, ops floorOps) (fl
 // 2,000 conditional writes (Acquire, MarkQueued) and 100 batch sends, with
 // conc calls in flight.
 func (f *floorRig) bigBody(ctx context.Context, conc int) (time.Duration, error) {
-	keys := make([]string, 1000)
-	for i := range keys {
-		keys[i] = f.key()
+	events := make([]floorEvent, 1000)
+	for i := range events {
+		events[i] = floorEvent{key: f.key(), body: floorBody}
 	}
 	began := time.Now()
 	var next atomic.Int64
@@ -306,17 +384,17 @@ func (f *floorRig) bigBody(ctx context.Context, conc int) (time.Duration, error)
 		wg.Go(func() {
 			for {
 				first := int(next.Add(10) - 10)
-				if first >= len(keys) {
+				if first >= len(events) {
 					return
 				}
-				batch := keys[first : first+10]
+				batch := events[first : first+10]
 				var err error
-				for _, k := range batch {
-					err = errors.Join(err, f.acquire(ctx, k))
+				for _, e := range batch {
+					err = errors.Join(err, f.acquire(ctx, e.key))
 				}
 				err = errors.Join(err, f.sendBatch(ctx, batch))
-				for _, k := range batch {
-					err = errors.Join(err, f.move(ctx, k, "received", "queued"))
+				for _, e := range batch {
+					err = errors.Join(err, f.move(ctx, e.key, "received", "queued"))
 				}
 				if err != nil {
 					errMu.Lock()

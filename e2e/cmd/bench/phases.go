@@ -41,7 +41,11 @@ func (b *bench) floor() *floorResult {
 		b.dynamo.Reset()
 		b.sqs.Reset()
 		log.Printf("same-calls floor: %d events at concurrency %d, wahook's requests", n, conc)
-		same, err := rig.sameCalls(ctx, n, conc, ledgerOps{rig.store})
+		ops, err := rig.wahookOps(b.gen, n)
+		if err != nil {
+			b.r.Fatalf("%v", err)
+		}
+		same, err := rig.sameCalls(ctx, n, conc, ops)
 		if err != nil {
 			b.r.Fatalf("same-calls floor at %d (wahook's requests): %v", conc, err)
 		}
@@ -64,7 +68,11 @@ func (b *bench) floor() *floorResult {
 	}{
 		{"PutItem (conditional)", func(ctx context.Context) error { return rig.acquire(ctx, rig.key()) }},
 		{"SendMessageBatch (10 entries)", func(ctx context.Context) error {
-			return rig.sendBatch(ctx, []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"})
+			batch := make([]floorEvent, 10)
+			for i := range batch {
+				batch[i] = floorEvent{key: rig.key(), body: floorBody}
+			}
+			return rig.sendBatch(ctx, batch)
 		}},
 	} {
 		rate, lat, err := raw(ctx, n, best, op.f)
@@ -277,6 +285,17 @@ func (b *bench) captureProfiles(dir string) []string {
 	}
 	wg.Wait()
 	return files
+}
+
+// allocProfile writes the first ingest's allocation profile (counts since
+// its start) to dir, named after when.
+func (b *bench) allocProfile(dir, when string) string {
+	p := b.stack.Processes(harness.RoleIngest)[0]
+	name := filepath.Join(dir, fmt.Sprintf("%s-allocs-%s.pprof", p.Name, when))
+	if err := fetch(b.r.Context(), p.URL("/debug/pprof/allocs"), name); err != nil {
+		b.r.Fatalf("profile %s: %v", name, err)
+	}
+	return name
 }
 
 func fetch(ctx context.Context, url, path string) error {

@@ -43,9 +43,9 @@ type procCost struct {
 
 type sweepPoint struct {
 	Conc int `json:"concurrency"`
-	// SameRequestsPerSec: the floor making wahook's own ledger requests
-	// (shared/ledger); EventsPerSec: the same calls as the smallest request of
-	// each kind.
+	// SameRequestsPerSec: the floor making wahook's own requests (ledger calls
+	// by shared/ledger, ingest's envelopes, the store handler's write);
+	// EventsPerSec: the same calls as the smallest request of each kind.
 	SameRequestsPerSec float64 `json:"same_requests_events_per_sec"`
 	EventsPerSec       float64 `json:"events_per_sec"`
 }
@@ -207,11 +207,11 @@ func (r *Report) Markdown() string {
 	if f := r.Floor; f != nil {
 		best := f.Best()
 		p("### Floor (same run, same counters, direct clients)\n\n")
-		p("Same-calls floor client (Acquire, SendMessageBatch per 10, MarkQueued; receive, Claim, handler put, Complete, DeleteMessageBatch), " +
-			"concurrency sweep, in two flavours: the ledger calls made with wahook's own code (shared/ledger: the same requests, with their " +
-			"fenced conditions, tokens, lease, attempt and TTL), and as the smallest request of each kind (one-attribute conditions), which " +
-			"shows what wahook's richer requests cost the emulator. Both write the handler's item with a plain put (wahook's store handler " +
-			"makes an UpdateItem that keeps the newest status):\n\n")
+		p("Same-calls floor client (Acquire, SendMessageBatch per 10, MarkQueued; receive, Claim, the handler's write, Complete, DeleteMessageBatch), " +
+			"concurrency sweep, in two flavours: wahook's own requests — the ledger calls made with wahook's own code (shared/ledger: " +
+			"fenced conditions, tokens, lease, attempt and TTL), the envelopes ingest sends for the bench's messages, the store handler's " +
+			"UpdateItem — and the smallest request of each kind (one-attribute conditions, a stand-in body of an envelope's size, a plain " +
+			"put of 200 bytes for the handler), which shows what wahook's richer requests cost the emulator:\n\n")
 		p("| concurrency | events/s, wahook's requests | events/s, smallest requests |\n|---:|---:|---:|\n")
 		for _, s := range f.Sweep {
 			p("| %d | %.0f | %.0f |\n", s.Conc, s.SameRequestsPerSec, s.EventsPerSec)
