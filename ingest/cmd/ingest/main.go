@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -44,7 +45,18 @@ const (
 	provisionTimeout  = 2 * time.Minute
 )
 
+// defaultGOGC is ingest's garbage-collection target when GOGC is not set: the
+// heap may grow to 1.5 × the live heap between collections instead of 2 ×. A
+// 1,000-update body keeps up to 64 ledger writes and their sends in flight,
+// each call allocating about 20 KB in the AWS SDK; with Go's default of 100
+// an ingest that took such bodies peaked at 55–61 MB resident, with 50 at
+// 48 MB, answering as fast (README, Measured). Set GOGC to override it.
+const defaultGOGC = 50
+
 func main() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(defaultGOGC)
+	}
 	// The level and format are validated with the rest of the config in run;
 	// an invalid one falls back to the defaults here so that error can be logged.
 	log, err := logging.New(cmp.Or(os.Getenv("WAHOOK_LOG_LEVEL"), "info"), cmp.Or(os.Getenv("WAHOOK_LOG_FORMAT"), "json"))
