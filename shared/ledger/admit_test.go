@@ -178,6 +178,7 @@ func TestReadManyKeys(t *testing.T) {
 	const n = 350
 	var keys []string
 	want := map[string]ledger.State{}
+	tokens := map[string]string{} // the receipt token of each received item
 	for i := range n {
 		key := fmt.Sprintf("msg#read-%d", i)
 		keys = append(keys, key)
@@ -189,6 +190,7 @@ func TestReadManyKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 		want[key] = ledger.StateReceived
+		tokens[key] = r.Token
 		if i%3 == 2 {
 			if ok, err := owner.MarkQueued(ctx, r); !ok || err != nil {
 				t.Fatalf("mark queued %s: %v %v", key, ok, err)
@@ -206,6 +208,10 @@ func TestReadManyKeys(t *testing.T) {
 	for key, state := range want {
 		if it, ok := got[key]; !ok || it.Key != key || it.State != state {
 			t.Errorf("%s: %+v (found %v), want state %s", key, it, ok, state)
+		}
+		// What Await decides by: whose item it is and how old its stamp.
+		if it := got[key]; it.ReceiptToken != tokens[key] || it.ReceivedAt.IsZero() {
+			t.Errorf("%s: receipt token %q, received_at %v; want %q and the acquire's time", key, it.ReceiptToken, it.ReceivedAt, tokens[key])
 		}
 	}
 	counter.mu.Lock()
