@@ -21,8 +21,8 @@ const (
 // TCP's congestion window):
 //
 //   - A round is as many answered writes as the limit allows at once. A round
-//     that ran at its limit (writes waited for a slot) and answered every write
-//     within the latency target on average, with no error, raises the limit:
+//     that ran at its limit (writes waited for a slot), with its writes answered
+//     within the latency target on average and none failed, raises the limit:
 //     doubling it until the first back-off, by one after that.
 //   - A round whose writes took longer than the target on average, or in which
 //     a write failed (a timeout, the SDK's retries of a throttled write running
