@@ -203,59 +203,61 @@ func (o minimalOps) complete(ctx context.Context, c ledger.Claim) error {
 	return o.f.move(ctx, c.Key, "processing", "done")
 }
 
-// ledgerOps are wahook's own requests: the ledger's calls (shared/ledger:
+// wahookOps are wahook's own requests: the ledger's calls (shared/ledger:
 // fenced conditions, tokens, lease, attempt, TTL), the envelopes ingest
 // sends for the bench's own webhooks' messages, and the store handler's
 // write — what ingest and the workers send.
-type ledgerOps struct {
-	s      *ledger.Store
-	store  *store.Handler
-	events []floorEvent
+type wahookOps struct {
+	ledger  *ledger.Store
+	handler *store.Handler
+	events  []floorEvent
 }
 
-// wahookOps returns ledgerOps for a run of n events: fresh messages from gen,
+// newWahookOps returns wahookOps for a run of n events: fresh messages from gen,
 // as the bench's webhooks carry them, in the envelopes ingest would send.
-func (f *floorRig) wahookOps(gen *harness.Gen, n int) (ledgerOps, error) {
+func (f *floorRig) newWahookOps(gen *harness.Gen, n int) (wahookOps, error) {
 	batch, err := webhook.Parse(gen.Payload(gen.Messages(n), nil).JSON())
 	if err != nil {
-		return ledgerOps{}, fmt.Errorf("floor events: %w", err)
+		return wahookOps{}, fmt.Errorf("floor events: %w", err)
 	}
-	o := ledgerOps{s: f.store, store: f.handler, events: make([]floorEvent, len(batch.Events))}
+	o := wahookOps{ledger: f.store, handler: f.handler, events: make([]floorEvent, len(batch.Events))}
 	now := time.Now()
 	for i, e := range batch.Events {
 		body, err := envelope.FromEvent(e, now).Encode()
 		if err != nil {
-			return ledgerOps{}, err
+			return wahookOps{}, err
 		}
 		o.events[i] = floorEvent{key: e.Key, body: string(body)}
 	}
 	return o, nil
 }
 
-func (o ledgerOps) event(i int) floorEvent { return o.events[i] }
+func (o wahookOps) event(i int) floorEvent { return o.events[i] }
 
-func (o ledgerOps) handle(ctx context.Context, key, body string) error {
+func (o wahookOps) handle(ctx context.Context, key, body string) error {
 	env, err := envelope.Decode([]byte(body))
 	if err != nil {
 		return fmt.Errorf("floor event %s: %w", key, err)
 	}
-	return o.store.Handle(ctx, processor.Event{Envelope: env, Body: []byte(body)})
+	return o.handler.Handle(ctx, processor.Event{Envelope: env, Body: []byte(body)})
 }
 
-func (o ledgerOps) acquire(ctx context.Context, key string) (ledger.Receipt, error) {
-	return o.s.Acquire(ctx, key)
+func (o wahookOps) acquire(ctx context.Context, key string) (ledger.Receipt, error) {
+	return o.ledger.Acquire(ctx, key)
 }
 
-func (o ledgerOps) markQueued(ctx context.Context, r ledger.Receipt) error {
-	_, err := o.s.MarkQueued(ctx, r) // false: claimed already, as in wahook
+func (o wahookOps) markQueued(ctx context.Context, r ledger.Receipt) error {
+	_, err := o.ledger.MarkQueued(ctx, r) // false: claimed already, as in wahook
 	return err
 }
 
-func (o ledgerOps) claim(ctx context.Context, key string) (ledger.Claim, error) {
-	return o.s.Claim(ctx, key, "bench-floor", "", 30*time.Second, time.Now())
+func (o wahookOps) claim(ctx context.Context, key string) (ledger.Claim, error) {
+	return o.ledger.Claim(ctx, key, "bench-floor", "", 30*time.Second, time.Now())
 }
 
-func (o ledgerOps) complete(ctx context.Context, c ledger.Claim) error { return o.s.Complete(ctx, c) }
+func (o wahookOps) complete(ctx context.Context, c ledger.Claim) error {
+	return o.ledger.Complete(ctx, c)
+}
 
 // sameCalls runs n events through exactly wahook's backend calls per event —
 // ingest: Acquire, SendMessageBatch (per 10), MarkQueued; processor: receive

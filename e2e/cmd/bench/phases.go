@@ -41,7 +41,7 @@ func (b *bench) floor() *floorResult {
 		b.dynamo.Reset()
 		b.sqs.Reset()
 		log.Printf("same-calls floor: %d events at concurrency %d, wahook's requests", n, conc)
-		ops, err := rig.wahookOps(b.gen, n)
+		ops, err := rig.newWahookOps(b.gen, n)
 		if err != nil {
 			b.r.Fatalf("%v", err)
 		}

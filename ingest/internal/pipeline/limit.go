@@ -79,7 +79,7 @@ func (l *limiter) release() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.inFlight--
-	l.cond.Signal()
+	l.cond.Signal() // the one waiter: admission's dispatcher
 }
 
 // observe frees a slot and counts the write it held: how long the ledger took
@@ -95,7 +95,7 @@ func (l *limiter) observe(took time.Duration, failed bool) {
 	if l.answered >= int(l.limit) {
 		l.adapt()
 	}
-	l.cond.Broadcast() // the limit may have grown
+	l.cond.Signal() // a slot is free, and the limit may have grown
 }
 
 // adapt ends a round. Called with l.mu held.
