@@ -79,8 +79,13 @@ func zombie(t *testing.T, s *harness.Stack, g *harness.Gen, n int, zo harness.Wo
 	// The new owner's handler outlasts the zombie's resume by seconds, and it
 	// has a processor for each event: it holds them all at once, however the
 	// takeovers spread out (a processor takes no new batch before its last
-	// one is done).
-	wo := harness.WorkerOptions{Processors: 2 * n, AuditDelay: 8 * time.Second}
+	// one is done). Its lease is long enough that only the pause can take an
+	// event away from anyone: with the stack's 3 s, a backend that stalled for
+	// 3 s on a busy machine (the resumed zombie's breaker opened on five
+	// failed calls in a row) let a new-owner lease lapse, and the zombie then
+	// claimed the event afresh at attempt 3, correctly, but not the scenario.
+	wo := harness.WorkerOptions{Processors: 2 * n, AuditDelay: 8 * time.Second,
+		Env: map[string]string{"WAHOOK_LEASE_DURATION": "20s"}}
 	var w *harness.Process
 	if copies {
 		w = s.StartWorker(wo)
