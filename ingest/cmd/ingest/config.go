@@ -44,14 +44,15 @@ type Config struct {
 	// retries). A sibling that keeps queueing or renewing (every
 	// ResendWindow/3) keeps the duplicate waiting, so it must be longer.
 	InFlightWait time.Duration `env:"WAHOOK_INFLIGHT_WAIT" envDefault:"5s"`
-	// AdmitConcurrency is the most ledger writes one webhook runs at once
-	// while admitting its events. Each webhook starts at 16 and adapts to how
-	// fast the ledger answers: it doubles while a round of writes is answered
-	// within AdmitLatencyTarget on average, halves when a round is slower or a
-	// write fails (see the pipeline's limit.go, and README, Measured).
+	// AdmitConcurrency is the most ledger writes the process's webhooks run
+	// at once, together, while admitting their events. Admission starts at 16
+	// and adapts to how fast the ledger answers: it doubles while a round of
+	// writes is answered within AdmitLatencyTarget on average, halves when a
+	// round is slower or a write fails (see the pipeline's limit.go, and
+	// README, Measured).
 	AdmitConcurrency int `env:"WAHOOK_ADMIT_CONCURRENCY" envDefault:"64"`
-	// AdmitLatencyTarget is the mean answer time of a webhook's ledger writes
-	// above which it halves its admission concurrency. DynamoDB answers a
+	// AdmitLatencyTarget is the mean answer time of the admission writes
+	// above which the process halves its admission concurrency. DynamoDB answers a
 	// conditional write in milliseconds: a table that takes longer is queueing
 	// or throttling, and more writes in flight only push its calls toward
 	// their timeout.

@@ -42,6 +42,7 @@ type Metrics struct {
 	metaErrors    prometheus.Counter
 	requests      *prometheus.CounterVec
 	inFlight      prometheus.Gauge
+	admitLimit    prometheus.Gauge
 	latency       *prometheus.HistogramVec
 	backendErrors *prometheus.CounterVec
 	secretMatches *prometheus.CounterVec
@@ -74,6 +75,10 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: ns, Subsystem: sub, Name: "webhook_requests_in_flight",
 			Help: "Requests to /webhook being handled now.",
 		}),
+		admitLimit: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "admit_concurrency",
+			Help: "Ledger writes (Acquire) admission lets the process's webhooks have in flight together now; it falls while DynamoDB answers slower than WAHOOK_ADMIT_LATENCY_TARGET.",
+		}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: ns, Subsystem: sub, Name: "webhook_request_duration_seconds",
 			Help:    "Latency of /webhook requests by method.",
@@ -97,7 +102,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"reason"}),
 	}
 	for _, c := range []prometheus.Collector{
-		m.events, m.duplicates, m.metaErrors, m.requests, m.inFlight, m.latency, m.backendErrors,
+		m.events, m.duplicates, m.metaErrors, m.requests, m.inFlight, m.admitLimit, m.latency, m.backendErrors,
 		m.secretMatches, m.tokenMatches, m.rejected,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -122,6 +127,9 @@ func (m *Metrics) Rejected(reason string) { m.rejected.WithLabelValues(reason).I
 
 // MetaError counts one error object Meta reported in a webhook.
 func (m *Metrics) MetaError() { m.metaErrors.Inc() }
+
+// AdmitConcurrency sets the admission concurrency gauge.
+func (m *Metrics) AdmitConcurrency(n int) { m.admitLimit.Set(float64(n)) }
 
 // RequestStarted counts a /webhook request in flight until its RequestDone.
 func (m *Metrics) RequestStarted() { m.inFlight.Inc() }

@@ -47,13 +47,12 @@ type admission struct {
 	order     []int                    // admission position → index in items
 	contended atomic.Bool              // a write was refused: read ahead from now on
 	taken     []func() map[string]bool // per stretch of readAhead positions, read once
-	lim       *limiter
 	log       *zap.Logger
 }
 
 func (p *Pipeline) newAdmission(ctx context.Context, items []item, log *zap.Logger) *admission {
 	n := len(items)
-	a := &admission{p: p, items: items, order: rand.Perm(n), lim: newLimiter(p.opts.Concurrency, p.opts.LatencyTarget), log: log}
+	a := &admission{p: p, items: items, order: rand.Perm(n), log: log}
 	for from := 0; from < n; from += readAhead {
 		positions := a.order[from:min(from+readAhead, n)]
 		a.taken = append(a.taken, sync.OnceValue(func() map[string]bool { return a.read(ctx, positions) }))
@@ -61,23 +60,41 @@ func (p *Pipeline) newAdmission(ctx context.Context, items []item, log *zap.Logg
 	return a
 }
 
-// run calls fn for every admission position, as many at once as the limiter
-// allows, and waits for them. fn calls admit.
-func (a *admission) run(fn func(j int)) {
+// run calls fn for every admission position, as many at once as the
+// process's limiter allows, and waits for them. fn calls admit. A position
+// that waits for a slot longer than a backend call may take is not admitted,
+// nor is any after it: the ledger is not keeping up with what the process's
+// webhooks ask of it, and those events are left to Meta's retry (the webhook
+// is answered 503) rather than written late, or timed out, or written after
+// the answer. What was admitted goes on to the queue as usual.
+func (a *admission) run(ctx context.Context, fn func(j int)) {
+	_, backoffsBefore := a.p.admit.state()
 	var wg sync.WaitGroup
+	shed := 0
 	for j := range a.order {
-		a.lim.acquire()
+		wctx, cancel := context.WithTimeout(ctx, a.p.opts.BackendTimeout)
+		err := a.p.admit.acquire(wctx)
+		cancel()
+		if err != nil {
+			for _, i := range a.order[j:] {
+				a.items[i].outcome = failed
+			}
+			shed = len(a.order) - j
+			break
+		}
 		wg.Go(func() { fn(j) })
 	}
 	wg.Wait()
-	if len(a.order) <= startConcurrency {
-		return // never more than one round: nothing adapted
-	}
-	peak, now, backedOff := a.lim.state()
-	fields := []zap.Field{zap.Int("events", len(a.order)), zap.Int("admit_concurrency_peak", peak), zap.Int("admit_concurrency_end", now)}
-	if backedOff {
+	now, backoffs := a.p.admit.state()
+	fields := []zap.Field{zap.Int("events", len(a.order)), zap.Int("admit_concurrency", now)}
+	switch {
+	case shed > 0:
+		a.log.Warn("the ledger is not keeping up: events left for Meta's retry without a write",
+			append(fields, zap.Int("not_admitted", shed))...)
+	case len(a.order) <= startConcurrency:
+	case backoffs > backoffsBefore:
 		a.log.Info("the ledger answered slowly: admission backed off", fields...)
-	} else {
+	default:
 		a.log.Debug("admitted", fields...)
 	}
 }
@@ -89,11 +106,11 @@ func (a *admission) run(fn func(j int)) {
 func (a *admission) admit(ctx context.Context, j int) (*item, ledger.Receipt, bool) {
 	it := &a.items[a.order[j]]
 	if a.contended.Load() && a.taken[j/readAhead]()[it.event.Key] {
-		a.lim.release()
+		a.p.admit.release()
 		_, it.admitSpan = a.p.startAdmit(ctx, it) // ended when Await has decided
 		return it, ledger.Receipt{Key: it.event.Key}, true
 	}
-	r, exists := a.p.acquire(ctx, it, a.lim, a.log)
+	r, exists := a.p.acquire(ctx, it, a.log)
 	if exists {
 		a.contended.Store(true)
 	}

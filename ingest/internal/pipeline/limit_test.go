@@ -2,6 +2,8 @@ package pipeline_test
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -111,5 +113,122 @@ func TestAdmissionBacksOffWhileTheLedgerQueues(t *testing.T) {
 	}
 	if in.peak[1] > 8 {
 		t.Errorf("%d Acquire calls in flight at once in the second half of the body, want at most 8: admission did not back off while each write waited for the ones before it", in.peak[1])
+	}
+}
+
+// webhooks parses count bodies of size events each, every event its own.
+func webhooks(t *testing.T, count, size int) []*webhook.Batch {
+	t.Helper()
+	out := make([]*webhook.Batch, count)
+	for i := range out {
+		b, err := webhook.Parse([]byte(messages(fmt.Sprintf("%s-%d", t.Name(), i), size)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = b
+	}
+	return out
+}
+
+// processAll runs the bodies through p at once and returns their results.
+func processAll(t *testing.T, s *stack, p *pipeline.Pipeline, bodies []*webhook.Batch) []pipeline.Result {
+	t.Helper()
+	res := make([]pipeline.Result, len(bodies))
+	var wg sync.WaitGroup
+	for i, b := range bodies {
+		wg.Go(func() { res[i] = p.Process(t.Context(), b, s.log) })
+	}
+	wg.Wait()
+	return res
+}
+
+// Concurrent webhooks share the process's admission concurrency: forty
+// copies-at-once of a 14-event body are 560 writes, which limits of their own
+// would all let through together (each within its 16) — on a loaded emulator,
+// every one then timed out, and so did the releases that followed.
+func TestConcurrentWebhooksShareTheAdmissionLimit(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, options{})
+	const count, size = 40, 14
+	in := &flight{half: count * size / 2}
+	l := boundLedger{Store: s.store, service: 2 * time.Millisecond, serve: &sync.Mutex{}, in: in}
+	p := pipelineOpts(t, s, l, pipeline.Options{Concurrency: 64, LatencyTarget: 40 * time.Millisecond})
+	for i, r := range processAll(t, s, p, webhooks(t, count, size)) {
+		if r.Queued != size || !r.Complete() {
+			t.Errorf("webhook %d: %+v, want %d queued", i, r, size)
+		}
+	}
+	if got := len(s.drain()); got != count*size {
+		t.Errorf("%d messages in the queue, want %d", got, count*size)
+	}
+	t.Logf("most Acquire calls in flight at once: %d in the first half of the writes, %d in the second", in.peak[0], in.peak[1])
+	if most := max(in.peak[0], in.peak[1]); most > 64 {
+		t.Errorf("%d Acquire calls in flight at once, want at most the process's most, 64, for all the webhooks together", most)
+	}
+	if in.peak[1] > 32 {
+		t.Errorf("%d Acquire calls in flight at once in the second half, want at most 32: admission did not back off while each write waited for the ones before it", in.peak[1])
+	}
+}
+
+// A ledger that cannot take what the webhooks ask of it: each write holds
+// the table for 25 ms and admission's most is 4 at once, so that twenty
+// webhooks taking turns for a slot each wait about 500 ms for their next one,
+// longer than a backend call may take (200ms). Events past that point are
+// not written: their webhooks are answered incomplete (503) with
+// nothing left `received` for them, and Meta's retries, one at a time, queue
+// each event once.
+func TestAdmissionLeavesWhatTheLedgerCannotTakeToMetasRetry(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, options{})
+	const count, size = 20, 5
+	in := &flight{half: count * size}
+	l := boundLedger{Store: s.store, service: 25 * time.Millisecond, serve: &sync.Mutex{}, in: in}
+	p := pipelineOpts(t, s, l, pipeline.Options{Concurrency: 4, BackendTimeout: 200 * time.Millisecond})
+	bodies := webhooks(t, count, size)
+	var retry []*webhook.Batch
+	queued := 0
+	for i, r := range processAll(t, s, p, bodies) {
+		queued += r.Queued
+		if r.Queued+r.Failed != size {
+			t.Errorf("webhook %d: %+v, want each of %d events queued or failed", i, r, size)
+		}
+		if !r.Complete() {
+			retry = append(retry, bodies[i])
+		}
+	}
+	t.Logf("all at once: %d of %d events queued, %d webhooks to retry, %d Acquire calls, at most %d in flight",
+		queued, count*size, len(retry), in.calls, in.peak[0])
+	if len(retry) == 0 {
+		t.Fatalf("every webhook was admitted whole: the ledger kept up, nothing tested")
+	}
+	if in.peak[0] > 4 {
+		t.Errorf("%d Acquire calls in flight at once, want at most 4", in.peak[0])
+	}
+	if in.calls != queued {
+		t.Errorf("%d Acquire calls for %d events queued: events not admitted were written", in.calls, queued)
+	}
+	left := 0
+	for _, b := range retry {
+		for _, e := range b.Events {
+			_, err := s.store.Get(t.Context(), e.Key)
+			switch {
+			case isNotFound(err):
+				left++
+			case err != nil:
+				t.Fatal(err)
+			}
+		}
+	}
+	if left == 0 {
+		t.Errorf("the webhooks to retry have every event in the ledger: none was left unwritten")
+	}
+
+	for _, b := range retry { // Meta's retries, spread out
+		if r := p.Process(t.Context(), b, s.log); !r.Complete() {
+			t.Fatalf("retry alone: %+v, want complete", r)
+		}
+	}
+	if got := keys(s.drain()); len(got) != count*size || len(slices.Compact(got)) != count*size {
+		t.Errorf("%d messages in the queue (%d keys), want each of the %d events once", len(got), len(slices.Compact(got)), count*size)
 	}
 }

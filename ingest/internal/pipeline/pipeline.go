@@ -83,18 +83,20 @@ type Options struct {
 	// SendTimeout bounds one SendMessageBatch call (default 5s). It must be
 	// shorter than the ledger's resend window.
 	SendTimeout time.Duration
-	// BackendTimeout bounds one MarkQueued or Release (default 5s).
+	// BackendTimeout bounds one MarkQueued or Release (default 5s), and how
+	// long an event waits for an admission slot before its webhook is left to
+	// Meta's retry.
 	BackendTimeout time.Duration
-	// Concurrency is the most Acquire calls one webhook runs at once (default
-	// 64). A webhook starts at 16 and adapts within 4..Concurrency to how fast
-	// the ledger answers (limit.go). The process may bound its DynamoDB calls
-	// across webhooks besides (WAHOOK_DYNAMODB_CONCURRENCY, in the client): one
-	// large body may then use all of the process's calls, many small ones
-	// share them.
+	// Concurrency is the most Acquire calls the process's webhooks run at once,
+	// together (default 64). Admission starts at 16 and adapts within
+	// 4..Concurrency to how fast the ledger answers (limit.go); one large body
+	// may use all of it, concurrent webhooks share it in turn. The process may
+	// bound all its DynamoDB calls besides (WAHOOK_DYNAMODB_CONCURRENCY, in
+	// the client).
 	Concurrency int
 	// LatencyTarget is the mean time for the ledger to answer a round of
-	// Acquire calls above which a webhook halves its admission concurrency
-	// (default 250ms).
+	// Acquire calls above which admission halves its concurrency (default
+	// 250ms).
 	LatencyTarget time.Duration
 	// SendConcurrency is how many SendMessageBatch calls one webhook has in
 	// flight (default 4). Each sent batch's events are then marked queued
@@ -146,6 +148,8 @@ type Pipeline struct {
 
 	queueName  string
 	queueAttrs []attribute.KeyValue
+	// admit is the process's admission concurrency, shared by its webhooks.
+	admit *limiter
 }
 
 // New returns a Pipeline.
@@ -192,7 +196,8 @@ func New(l Ledger, q Queue, m *metrics.Metrics, opts Options) (*Pipeline, error)
 	}
 	qa := tracing.QueueAttributes(opts.QueueURL)
 	return &Pipeline{ledger: l, queue: q, metrics: m, opts: opts, fifo: strings.HasSuffix(opts.QueueURL, ".fifo"),
-		queueName: qa[1].Value.AsString(), queueAttrs: qa}, nil
+		queueName: qa[1].Value.AsString(), queueAttrs: qa,
+		admit: newLimiter(opts.Concurrency, opts.LatencyTarget, m.AdmitConcurrency)}, nil
 }
 
 // outcome is what became of one event.
@@ -249,7 +254,7 @@ func (p *Pipeline) Process(ctx context.Context, b *webhook.Batch, log *zap.Logge
 		tried     []ledger.Receipt
 	)
 	adm := p.newAdmission(ctx, items, log)
-	adm.run(func(j int) {
+	adm.run(ctx, func(j int) {
 		it, r, exists := adm.admit(ctx, j)
 		switch {
 		case it.receipt == nil:
@@ -325,12 +330,13 @@ func (p *Pipeline) Process(ctx context.Context, b *webhook.Batch, log *zap.Logge
 }
 
 // acquire writes it's ledger item; it reports exists, with the receipt tried,
-// when another request has the key already. lim learns how long the write took.
-func (p *Pipeline) acquire(ctx context.Context, it *item, lim *limiter, log *zap.Logger) (ledger.Receipt, bool) {
+// when another request has the key already. Called holding an admission slot,
+// which it frees, telling the limiter how long the write took.
+func (p *Pipeline) acquire(ctx context.Context, it *item, log *zap.Logger) (ledger.Receipt, bool) {
 	ctx, span := p.startAdmit(ctx, it)
 	start := time.Now()
 	r, err := p.ledger.Acquire(ctx, it.event.Key)
-	lim.observe(time.Since(start), err != nil && !errors.Is(err, ledger.ErrExists))
+	p.admit.observe(time.Since(start), err != nil && !errors.Is(err, ledger.ErrExists))
 	if errors.Is(err, ledger.ErrExists) {
 		it.admitSpan = span // ended when Await has decided (decided)
 		return r, true
