@@ -88,6 +88,9 @@ func (a *admission) run(ctx context.Context, fn func(j int)) {
 	now, backoffs := a.p.admit.state()
 	fields := []zap.Field{zap.Int("events", len(a.order)), zap.Int("admit_concurrency", now)}
 	switch {
+	case shed > 0 && ctx.Err() != nil:
+		a.log.Info("the request ended before its body was admitted: events left for Meta's retry without a write",
+			append(fields, zap.Int("not_admitted", shed), zap.Error(ctx.Err()))...)
 	case shed > 0:
 		a.log.Warn("the ledger is not keeping up: events left for Meta's retry without a write",
 			append(fields, zap.Int("not_admitted", shed))...)
