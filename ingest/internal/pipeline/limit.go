@@ -40,11 +40,12 @@ const (
 // provisioned table at its capacity) admission backs off before its calls —
 // and the same table's MarkQueued and renewals — run past their timeouts.
 //
-// The limit is the process's, not one webhook's: a hundred concurrent copies
-// of a 14-event webhook are 1,400 writes, which per-webhook limits all let
-// through at once; on a loaded emulator every one of them then timed out, and
-// each timeout cost a release, which timed out too, so that no retry made
-// progress for a minute. Waiting writes are granted slots in the order they
+// The limit is the process's, not one webhook's: fifty concurrent copies of a
+// 14-event webhook and fifty of a 1-event one are 750 writes, which
+// per-webhook limits all let through at once; on an emulator a loaded machine
+// served slowly, thousands of writes (with Meta's retries) then timed out, each
+// timeout cost a release, which timed out too, and no retry made progress for
+// a minute. Waiting writes are granted slots in the order they
 // asked (each webhook has at most one waiting: its admission's dispatcher), so
 // webhooks share the slots in turn and a small one is not held behind the
 // whole of a large one.
