@@ -52,10 +52,10 @@ type Config struct {
 	// README, Measured).
 	AdmitConcurrency int `env:"WAHOOK_ADMIT_CONCURRENCY" envDefault:"64"`
 	// AdmitLatencyTarget is the mean answer time of the admission writes
-	// above which the process halves its admission concurrency. DynamoDB answers a
-	// conditional write in milliseconds: a table that takes longer is queueing
-	// or throttling, and more writes in flight only push its calls toward
-	// their timeout.
+	// above which the process halves its admission concurrency. DynamoDB
+	// answers a conditional write in milliseconds: a table that takes longer
+	// is queueing or throttling, and more writes in flight only push its calls
+	// toward their timeout.
 	AdmitLatencyTarget time.Duration `env:"WAHOOK_ADMIT_LATENCY_TARGET" envDefault:"250ms"`
 	// DynamoDBConcurrency bounds the DynamoDB calls the process has in flight
 	// at once, across all its webhooks; a call beyond it waits, in order,

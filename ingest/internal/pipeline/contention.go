@@ -72,10 +72,7 @@ func (a *admission) run(ctx context.Context, fn func(j int)) {
 	var wg sync.WaitGroup
 	shed := 0
 	for j := range a.order {
-		wctx, cancel := context.WithTimeout(ctx, a.p.opts.BackendTimeout)
-		err := a.p.admit.acquire(wctx)
-		cancel()
-		if err != nil {
+		if err := a.p.admit.acquire(ctx, a.p.opts.BackendTimeout); err != nil {
 			for _, i := range a.order[j:] {
 				a.items[i].outcome = failed
 			}

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"container/list"
 	"context"
+	"errors"
 	"sync"
 	"time"
 )
@@ -55,12 +56,11 @@ type limiter struct {
 	// onLimit is told each new limit (a gauge).
 	onLimit func(int)
 
-	mu        sync.Mutex
-	limit     float64
-	inFlight  int
-	waiting   list.List // of chan struct{}, closed when granted a slot
-	backedOff bool      // slow start is over
-	backoffs  int       // back-offs so far
+	mu       sync.Mutex
+	limit    float64
+	inFlight int
+	waiting  list.List // of chan struct{}, closed when granted a slot
+	backoffs int       // back-offs so far; slow start is over after the first
 
 	// The round in progress.
 	answered  int
@@ -78,8 +78,12 @@ func newLimiter(most int, target time.Duration, onLimit func(int)) *limiter {
 	return l
 }
 
-// acquire waits for a slot, at most until ctx ends.
-func (l *limiter) acquire(ctx context.Context) error {
+// errSlotWait: no slot came free within the wait acquire was given.
+var errSlotWait = errors.New("no admission slot came free in time")
+
+// acquire waits for a slot, at most for within and until ctx ends. A free
+// slot is taken without a timer: the wait is only timed when there is one.
+func (l *limiter) acquire(ctx context.Context, within time.Duration) error {
 	l.mu.Lock()
 	if l.inFlight < int(l.limit) && l.waiting.Len() == 0 {
 		l.inFlight++
@@ -91,10 +95,16 @@ func (l *limiter) acquire(ctx context.Context) error {
 	e := l.waiting.PushBack(granted)
 	l.mu.Unlock()
 
+	timer := time.NewTimer(within)
+	defer timer.Stop()
+	var err error
 	select {
 	case <-granted:
 		return nil
 	case <-ctx.Done():
+		err = ctx.Err()
+	case <-timer.C:
+		err = errSlotWait
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -105,7 +115,7 @@ func (l *limiter) acquire(ctx context.Context) error {
 	default:
 		l.waiting.Remove(e)
 	}
-	return ctx.Err()
+	return err
 }
 
 // grant hands free slots to the writes waiting longest. Called with l.mu held.
@@ -148,11 +158,10 @@ func (l *limiter) adapt() {
 	switch {
 	case l.failed || mean > l.target:
 		l.limit = max(l.min, l.limit/2)
-		l.backedOff = true
 		l.backoffs++
 	case !l.saturated:
 		// The webhooks did not use the limit: no evidence the backend takes more.
-	case !l.backedOff || mean < l.target/4:
+	case l.backoffs == 0 || mean < l.target/4:
 		l.limit = min(l.max, l.limit*2)
 	default:
 		l.limit = min(l.max, l.limit+1)
