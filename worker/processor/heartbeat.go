@@ -166,7 +166,9 @@ func (pr *processor) leaseBeats(ctx context.Context, claim *ledger.Claim, receiv
 			// No extension confirmed before the lease's end: another processor
 			// may hold it now. Stop, or extensions that land unseen (replies
 			// lost) would keep the event from everyone for the handler timeout.
-			pr.metrics.heartbeats.WithLabelValues("lease_lost").Inc()
+			// Counted apart from a refusal: a lapse says the backend did not
+			// answer in time, a refusal that another claim took the event.
+			pr.metrics.heartbeats.WithLabelValues("lease_lapsed").Inc()
 			log.Warn("heartbeat: lease ran out with no extension confirmed; cancelling the handler",
 				zap.Time("lease_until", claim.LeaseUntil), zap.Error(err))
 			lost = true

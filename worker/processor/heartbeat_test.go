@@ -177,6 +177,86 @@ func TestExtendRefusedByOwnResultIsNotLeaseLost(t *testing.T) {
 	}
 }
 
+// unansweredExtends lets the first claim's Extends land but loses every
+// reply, as a backend too slow to answer within the call's bound would.
+type unansweredExtends struct {
+	processor.Ledger
+	until chan time.Time // the lease's end as the first claim knows it
+}
+
+var errNoReply = errors.New("reply lost")
+
+func (l unansweredExtends) Extend(ctx context.Context, c *ledger.Claim, lease time.Duration) error {
+	if c.Attempt > 1 {
+		return l.Ledger.Extend(ctx, c, lease)
+	}
+	select {
+	case l.until <- c.LeaseUntil:
+	default:
+	}
+	landed := *c // the caller learns nothing of the write: its claim is unchanged
+	if err := l.Ledger.Extend(ctx, &landed, lease); err != nil {
+		return err
+	}
+	return fmt.Errorf("extend %s: %w", c.Key, errNoReply)
+}
+
+// A lease whose extensions all went unanswered runs out: the processor stops
+// its handler at the lease's end and counts a lapse, not a refusal (no other
+// claim took the event); the event then runs once more under a new claim.
+func TestUnansweredExtendsLapseTheLease(t *testing.T) {
+	t.Parallel()
+	const visibility = 3 * time.Second
+	e := newEnv(t, visibility)
+	e.send(envelopeBody(t, "unanswered"))
+	var inv invocations
+	cancelled := make(chan time.Time, 1)
+	h := processor.HandlerFunc(func(ctx context.Context, ev processor.Event) error {
+		if inv.add(ev) > 1 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			cancelled <- time.Now()
+			return ctx.Err()
+		case <-time.After(time.Minute):
+			return errors.New("never stopped")
+		}
+	})
+	l := unansweredExtends{until: make(chan time.Time, 1)}
+	r := e.start(processor.Options{VisibilityTimeout: visibility, LeaseDuration: visibility}, h, func(d *processor.Deps) {
+		l.Ledger = d.Ledger
+		d.Ledger = l
+	})
+	var stopped time.Time
+	select {
+	case stopped = <-cancelled:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the handler was never stopped: unanswered extensions held the lease past its end")
+	}
+	if until := <-l.until; stopped.Before(until) {
+		t.Errorf("handler stopped at %v, before its claim's lease ran out at %v", stopped, until)
+	}
+	k := webhook.MessageKey("unanswered")
+	eventually(t, 60*time.Second, "the event done under a new claim", func() bool {
+		it, _ := e.item(k)
+		return it.State == ledger.StateDone
+	})
+	r.stop(t, 10*time.Second)
+	if n := metric(t, r.reg, "wahook_worker_heartbeats_total", map[string]string{"result": "lease_lapsed"}); n != 1 {
+		t.Errorf("%v heartbeats reported a lapsed lease, want 1", n)
+	}
+	if n := metric(t, r.reg, "wahook_worker_heartbeats_total", map[string]string{"result": "lease_lost"}); n != 0 {
+		t.Errorf("%v heartbeats reported the lease refused; no other claim took it before it ran out", n)
+	}
+	if n := metric(t, r.reg, "wahook_worker_leases_lost_total", nil); n != 1 {
+		t.Errorf("%v leases lost, want 1 (the lapsed one)", n)
+	}
+	if it, _ := e.item(k); it.Attempt != 2 || len(inv.of(k)) != 2 {
+		t.Errorf("event done at attempt %d after %d runs, want attempt 2 after 2", it.Attempt, len(inv.of(k)))
+	}
+}
+
 // slowExtends delays every Extend, as a slow or throttled DynamoDB would.
 type slowExtends struct {
 	processor.Ledger

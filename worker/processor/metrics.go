@@ -76,9 +76,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		claimConflicts: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "claim_conflicts_total",
 			Help: "Claims refused because another processor holds a live lease."}),
 		leasesLost: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "leases_lost_total",
-			Help: "Claims found taken over by another processor while the handler ran."}),
+			Help: "Claims given up while the handler ran or its result was written: taken over by another processor, or their lease ran out with no extension answered (those also count as heartbeats_total{result=\"lease_lapsed\"})."}),
 		heartbeats: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "heartbeats_total",
-			Help: "Heartbeats (visibility change and lease extension), by result (ok, error, lease_lost)."}, []string{"result"}),
+			Help: "Heartbeats (visibility change and lease extension), by result (ok, error, lease_lost: an extension refused, the event claimed by another; lease_lapsed: no extension answered before the lease's end)."}, []string{"result"}),
 		handlerDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "handler_duration_seconds",
 			Help:    "Handler run time, by outcome (ok, error).",
 			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120}}, []string{"outcome"}),
@@ -119,7 +119,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		ResultLeaseLost, ResultShutdown, ResultBackendError} {
 		m.events.WithLabelValues(r)
 	}
-	for _, r := range []string{"ok", "error", "lease_lost"} {
+	for _, r := range []string{"ok", "error", "lease_lost", "lease_lapsed"} {
 		m.heartbeats.WithLabelValues(r)
 	}
 	for _, r := range []string{ResultPoison, ResultFailed} {
