@@ -179,6 +179,9 @@ type Injector struct {
 	// handed out with an ApproximateReceiveCount above 1 to when that was
 	// first seen.
 	handedOutAgain sync.Map
+	// handedOut counts, per message id, how often a receive through this
+	// injector handed the message out (*atomic.Int64).
+	handedOut sync.Map
 }
 
 // NewInjector starts an injector on a free 127.0.0.1 port in front of target
@@ -237,7 +240,10 @@ func (in *Injector) observe(resp *http.Response) error {
 		return nil
 	}
 	var out struct {
-		Messages []struct{ Attributes map[string]string }
+		Messages []struct {
+			MessageId  string
+			Attributes map[string]string
+		}
 	}
 	if json.Unmarshal(b, &out) == nil {
 		in.received.Add(int64(len(out.Messages)))
@@ -245,6 +251,8 @@ func (in *Injector) observe(resp *http.Response) error {
 		// handled after this time.
 		seen := time.Now()
 		for _, m := range out.Messages {
+			c, _ := in.handedOut.LoadOrStore(m.MessageId, new(atomic.Int64))
+			c.(*atomic.Int64).Add(1)
 			g := m.Attributes[string(sqstypes.MessageSystemAttributeNameMessageGroupId)]
 			n, _ := strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)])
 			if g != "" && n > 1 {
@@ -253,6 +261,15 @@ func (in *Injector) observe(resp *http.Response) error {
 		}
 	}
 	return nil
+}
+
+// HandedOut is how often SQS handed the message with this id out through
+// this injector.
+func (in *Injector) HandedOut(messageID string) int64 {
+	if n, ok := in.handedOut.Load(messageID); ok {
+		return n.(*atomic.Int64).Load()
+	}
+	return 0
 }
 
 // Received is how many messages SQS handed out through this injector.

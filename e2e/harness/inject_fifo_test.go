@@ -94,3 +94,61 @@ func TestInjectorSeesFIFOHandOutsAgain(t *testing.T) {
 		t.Fatalf("handed out again: %v, want group a alone, seen after %v", g, before)
 	}
 }
+
+// The injector counts, per message, the hand-outs that passed through it and
+// none that did not: what tells a dead letter whose receives a process saw
+// from one whose receives SQS spent out of the processes' sight.
+func TestInjectorCountsHandOutsPerMessage(t *testing.T) {
+	s := harness.Setup(t)
+	ctx := t.Context()
+	truth := s.Clients
+	q, err := truth.SQS.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(awstest.UniqueName("e2e-handouts")),
+		Attributes: map[string]string{"VisibilityTimeout": "60"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = truth.SQS.DeleteQueue(context.Background(), &sqs.DeleteQueueInput{QueueUrl: q.QueueUrl})
+	})
+	sent, err := truth.SQS.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: q.QueueUrl, MessageBody: aws.String("m")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := aws.ToString(sent.MessageId)
+	in, err := harness.NewInjector(harness.SQS, s.Backend.SQSEndpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = in.Close() })
+	o := s.Backend.Options()
+	o.SQSEndpoint = in.URL()
+	via, err := awsclient.New(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Received twice through the injector, once around it; each time made
+	// visible again at once.
+	for i, c := range []*sqs.Client{via.SQS, truth.SQS, via.SQS} {
+		var got []sqstypes.Message
+		for deadline := time.Now().Add(10 * time.Second); len(got) == 0 && time.Now().Before(deadline); {
+			out, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, WaitTimeSeconds: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = out.Messages
+		}
+		if len(got) != 1 || aws.ToString(got[0].MessageId) != id {
+			t.Fatalf("receive %d: %d messages, want the one sent (%s)", i+1, len(got), id)
+		}
+		if _, err := truth.SQS.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: q.QueueUrl,
+			ReceiptHandle: got[0].ReceiptHandle, VisibilityTimeout: 0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := in.HandedOut(id); n != 2 {
+		t.Errorf("injector counts %d hand-outs of %s, want the 2 that passed through it", n, id)
+	}
+	if n := in.HandedOut("another"); n != 0 {
+		t.Errorf("injector counts %d hand-outs of a message never received, want 0", n)
+	}
+}

@@ -512,6 +512,18 @@ func (s *Stack) Received() int64 {
 	return n
 }
 
+// HandedOut is how often SQS handed the message with this id out to the
+// stack's processes, those stopped included.
+func (s *Stack) HandedOut(messageID string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int64
+	for _, p := range s.procs {
+		n += p.SQSAPI.HandedOut(messageID)
+	}
+	return n
+}
+
 // Sent is how many messages SQS accepted from the stack's processes of role
 // ("" for all), those stopped included, as Injector.Sent counts them.
 func (s *Stack) Sent(role Role) int64 {
