@@ -34,17 +34,7 @@ func TestInjectorSeesFIFOHandOutsAgain(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	in, err := harness.NewInjector(harness.SQS, s.Backend.SQSEndpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = in.Close() })
-	o := s.Backend.Options()
-	o.SQSEndpoint = in.URL()
-	via, err := awsclient.New(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	in, via := throughInjector(t, s)
 	receive := func() []sqstypes.Message {
 		out, err := via.SQS.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
 			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{
@@ -115,17 +105,7 @@ func TestInjectorCountsHandOutsPerMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := aws.ToString(sent.MessageId)
-	in, err := harness.NewInjector(harness.SQS, s.Backend.SQSEndpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = in.Close() })
-	o := s.Backend.Options()
-	o.SQSEndpoint = in.URL()
-	via, err := awsclient.New(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	in, via := throughInjector(t, s)
 	// Received twice through the injector, once around it; each time made
 	// visible again at once.
 	for i, c := range []*sqs.Client{via.SQS, truth.SQS, via.SQS} {
@@ -151,4 +131,22 @@ func TestInjectorCountsHandOutsPerMessage(t *testing.T) {
 	if n := in.HandedOut("another"); n != 0 {
 		t.Errorf("injector counts %d hand-outs of a message never received, want 0", n)
 	}
+}
+
+// throughInjector starts an SQS injector in front of the suite's SQS and
+// returns it with clients that talk through it.
+func throughInjector(t *testing.T, s *harness.Suite) (*harness.Injector, *awsclient.Clients) {
+	t.Helper()
+	in, err := harness.NewInjector(harness.SQS, s.Backend.SQSEndpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = in.Close() })
+	o := s.Backend.Options()
+	o.SQSEndpoint = in.URL()
+	via, err := awsclient.New(t.Context(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in, via
 }
