@@ -339,30 +339,34 @@ func (s *Stack) invariants(ctx context.Context, e Expect) (Tally, []error) {
 	if q.Total() != 0 {
 		errs = append(errs, fmt.Errorf("queue not empty: %s", q))
 	}
+	var others []string
 	if dlq.Total() > e.DLQ {
 		// A copy is not wahook's doing when its event is done and fewer
 		// receives reached the processes than SQS allows: SQS counted
 		// receives whose answers no process got (a receive the SDK retried
 		// after its first try was served, on an emulator stalled by a busy
-		// machine). Any other copy is an error, listed with its receives.
+		// machine). The others are listed with their hand-outs.
 		copies, err := s.deadLetterCopies(ctx)
 		if err != nil {
 			return tally, append(errs, err)
 		}
-		var unexplained []string
 		for _, c := range copies {
 			seen := s.HandedOut(c.id)
 			if it, ok := items[c.key]; ok && it.State == ledger.StateDone && seen < int64(s.opts.MaxReceiveCount) {
 				tally.SpentUnseen++
 				continue
 			}
-			unexplained = append(unexplained, fmt.Sprintf("%s (message %s, handed to the processes %d times, max receive count %d)",
+			others = append(others, fmt.Sprintf("%s (message %s, handed to the processes %d times, max receive count %d)",
 				c.key, c.id, seen, s.opts.MaxReceiveCount))
 		}
-		report("dead-lettered messages", unexplained)
 	}
 	if dlq.Total()-tally.SpentUnseen != e.DLQ {
-		errs = append(errs, fmt.Errorf("DLQ holds %d messages (%s), want %d", dlq.Total(), dlq, e.DLQ))
+		err := fmt.Errorf("DLQ holds %d messages (%s), want %d", dlq.Total(), dlq, e.DLQ)
+		if len(others) > 0 {
+			sort.Strings(others)
+			err = fmt.Errorf("%w; copies: %s", err, strings.Join(others[:min(len(others), maxListed)], "; "))
+		}
+		errs = append(errs, err)
 	}
 	return tally, errs
 }
