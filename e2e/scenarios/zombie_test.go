@@ -75,6 +75,22 @@ func zombie(t *testing.T, s *harness.Stack, g *harness.Gen, n int, zo harness.Wo
 		})
 	}
 	held(zIDs, z.Name)
+	// Held is not yet running: the pause must come mid-handler. On a busy
+	// machine a claim can land with its handler's first write still in
+	// flight, and a pause there leaves the zombie's run unrecorded (its
+	// handler's time is up when it wakes).
+	harness.Eventually(t, time.Minute, "every event's handler running under "+z.Name, func(ctx context.Context) error {
+		audit, err := s.Audit(ctx)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if !zIDs[audit[k].Attempts[1]] {
+				return fmt.Errorf("%s: runs %v", k, audit[k].Attempts)
+			}
+		}
+		return nil
+	})
 
 	// The new owner's handler outlasts the zombie's resume by seconds, and it
 	// has a processor for each event: it holds them all at once, however the
