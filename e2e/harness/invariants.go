@@ -321,9 +321,7 @@ func (s *Stack) invariants(ctx context.Context, e Expect) (Tally, []error) {
 		if len(list) == 0 {
 			return
 		}
-		sort.Strings(list)
-		shown := list[:min(len(list), maxListed)]
-		errs = append(errs, fmt.Errorf("%s: %d, e.g. %s", what, len(list), strings.Join(shown, "; ")))
+		errs = append(errs, fmt.Errorf("%s: %d, e.g. %s", what, len(list), firstListed(list)))
 	}
 	report("accepted keys without a ledger item (LOST)", missing)
 	report("accepted keys not done", notDone)
@@ -363,12 +361,17 @@ func (s *Stack) invariants(ctx context.Context, e Expect) (Tally, []error) {
 	if dlq.Total()-tally.SpentUnseen != e.DLQ {
 		err := fmt.Errorf("DLQ holds %d messages (%s), want %d", dlq.Total(), dlq, e.DLQ)
 		if len(others) > 0 {
-			sort.Strings(others)
-			err = fmt.Errorf("%w; copies: %s", err, strings.Join(others[:min(len(others), maxListed)], "; "))
+			err = fmt.Errorf("%w; copies: %s", err, firstListed(others))
 		}
 		errs = append(errs, err)
 	}
 	return tally, errs
+}
+
+// firstListed sorts list and joins its first maxListed entries.
+func firstListed(list []string) string {
+	sort.Strings(list)
+	return strings.Join(list[:min(len(list), maxListed)], "; ")
 }
 
 // ProcessedByWorkers sums processed_count over the running workers' health
