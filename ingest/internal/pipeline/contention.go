@@ -69,7 +69,7 @@ func (p *Pipeline) newAdmission(ctx context.Context, items []item, log *zap.Logg
 // the answer. What was admitted goes on to the queue as usual.
 func (a *admission) run(ctx context.Context, fn func(j int)) {
 	_, backoffsBefore := a.p.admit.state()
-	var wg sync.WaitGroup
+	writers := newCrew()
 	shed := 0
 	for j := range a.order {
 		if err := a.p.admit.acquire(ctx, a.p.opts.BackendTimeout); err != nil {
@@ -79,9 +79,9 @@ func (a *admission) run(ctx context.Context, fn func(j int)) {
 			shed = len(a.order) - j
 			break
 		}
-		wg.Go(func() { fn(j) })
+		writers.Go(func() { fn(j) })
 	}
-	wg.Wait()
+	writers.Wait()
 	now, backoffs := a.p.admit.state()
 	fields := []zap.Field{zap.Int("events", len(a.order)), zap.Int("admit_concurrency", now)}
 	switch {

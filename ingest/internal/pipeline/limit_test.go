@@ -243,3 +243,48 @@ func TestAdmissionLeavesWhatTheLedgerCannotTakeToMetasRetry(t *testing.T) {
 		t.Errorf("%d messages in the queue (%d keys), want each of the %d events once", len(got), len(slices.Compact(got)), count*size)
 	}
 }
+
+// markLedger holds each MarkQueued for service (the table's work on it) and
+// counts the calls in flight.
+type markLedger struct {
+	*ledger.Store
+	service time.Duration
+	in      *flight
+}
+
+func (l markLedger) MarkQueued(ctx context.Context, r ledger.Receipt) (bool, error) {
+	l.in.enter()
+	defer l.in.leave()
+	time.Sleep(l.service) // the table's work on this write
+	return l.Store.MarkQueued(ctx, r)
+}
+
+// A sent batch's events are marked queued under the process's bound, as
+// their writes were admitted under it: ten webhooks of 100 events send
+// batches faster than a slow table marks them, and each batch marking its
+// ten events at once (as ingest did) kept well over a hundred MarkQueued calls
+// in flight — a connection, a goroutine and its stack each, 55–61 MB resident
+// for one 1,000-update body.
+func TestMarkQueuedCallsStayWithinTheProcessBound(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, options{})
+	const count, size, most = 10, 100, 16
+	in := &flight{half: count * size}
+	l := markLedger{Store: s.store, service: 10 * time.Millisecond, in: in}
+	p := pipelineOpts(t, s, l, pipeline.Options{Concurrency: most, BackendTimeout: time.Minute})
+	for i, r := range processAll(t, s, p, webhooks(t, count, size)) {
+		if r.Queued != size || !r.Complete() {
+			t.Errorf("webhook %d: %+v, want %d queued", i, r, size)
+		}
+	}
+	if got := len(s.drain()); got != count*size {
+		t.Errorf("%d messages in the queue, want %d", got, count*size)
+	}
+	t.Logf("%d MarkQueued calls, at most %d in flight at once", in.calls, in.peak[0])
+	if in.calls != count*size {
+		t.Errorf("%d MarkQueued calls, want one per event, %d", in.calls, count*size)
+	}
+	if in.peak[0] > most {
+		t.Errorf("%d MarkQueued calls in flight at once, want at most the process's bound, %d", in.peak[0], most)
+	}
+}

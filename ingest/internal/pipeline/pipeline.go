@@ -90,18 +90,21 @@ type Options struct {
 	// Concurrency is the most Acquire calls the process's webhooks run at once,
 	// together (default 64). Admission starts at 16 and adapts within
 	// 4..Concurrency to how fast the ledger answers (limit.go); one large body
-	// may use all of it, concurrent webhooks share it in turn. The process may
-	// bound all its DynamoDB calls besides (WAHOOK_DYNAMODB_CONCURRENCY, in
-	// the client).
+	// may use all of it, concurrent webhooks share it in turn. The MarkQueued
+	// and Release calls that settle sent batches are bounded by it too, apart:
+	// each in flight holds a connection, a goroutine and its stack, and
+	// unbounded they peaked at over a hundred for one 1,000-update body. The
+	// process may bound all its DynamoDB calls besides
+	// (WAHOOK_DYNAMODB_CONCURRENCY, in the client).
 	Concurrency int
 	// LatencyTarget is the mean time for the ledger to answer a round of
 	// Acquire calls above which admission halves its concurrency (default
 	// 250ms).
 	LatencyTarget time.Duration
 	// SendConcurrency is how many SendMessageBatch calls one webhook has in
-	// flight (default 4). Each sent batch's events are then marked queued
-	// together, up to ten calls at once. A FIFO queue sends one batch at a time,
-	// in body order.
+	// flight (default 4). Each sent batch's events are then marked queued at
+	// once, as far as the process's settle slots (Concurrency) allow. A FIFO
+	// queue sends one batch at a time, in body order.
 	SendConcurrency int
 	// RenewEvery is how often the events a request owns and has not sent yet are
 	// renewed in the ledger (default 10s/3): a third of the ledger's resend
@@ -150,6 +153,9 @@ type Pipeline struct {
 	queueAttrs []attribute.KeyValue
 	// admit is the process's admission concurrency, shared by its webhooks.
 	admit *limiter
+	// settling bounds the process's MarkQueued and Release calls together
+	// (Options.Concurrency slots), as admit bounds its Acquire calls.
+	settling chan struct{}
 }
 
 // New returns a Pipeline.
@@ -197,7 +203,8 @@ func New(l Ledger, q Queue, m *metrics.Metrics, opts Options) (*Pipeline, error)
 	qa := tracing.QueueAttributes(opts.QueueURL)
 	return &Pipeline{ledger: l, queue: q, metrics: m, opts: opts, fifo: strings.HasSuffix(opts.QueueURL, ".fifo"),
 		queueName: qa[1].Value.AsString(), queueAttrs: qa,
-		admit: newLimiter(opts.Concurrency, opts.LatencyTarget, m.AdmitConcurrency)}, nil
+		admit:    newLimiter(opts.Concurrency, opts.LatencyTarget, m.AdmitConcurrency),
+		settling: make(chan struct{}, opts.Concurrency)}, nil
 }
 
 // outcome is what became of one event.
@@ -410,19 +417,21 @@ type outbox struct {
 	unsent map[*item]time.Time // owned, neither queued nor released yet → its last stamp
 	prev   chan struct{}       // closed when the previous batch's send returned (FIFO order)
 
-	gate    *groupGate    // FIFO queue: set before the first event is added (fifo.go)
-	slots   chan struct{} // SendConcurrency
-	batches sync.WaitGroup
-	stop    chan struct{}
-	renewer sync.WaitGroup
+	gate     *groupGate    // FIFO queue: set before the first event is added (fifo.go)
+	slots    chan struct{} // SendConcurrency
+	batches  sync.WaitGroup
+	settlers *crew // settles the sent batches' events, under the process's settle slots
+	stop     chan struct{}
+	renewer  sync.WaitGroup
 }
 
 func (p *Pipeline) newOutbox(ctx context.Context, arrived time.Time, log *zap.Logger) *outbox {
 	o := &outbox{
 		p: p, ctx: ctx, arrived: arrived, log: log,
-		unsent: map[*item]time.Time{},
-		slots:  make(chan struct{}, p.opts.SendConcurrency),
-		stop:   make(chan struct{}),
+		unsent:   map[*item]time.Time{},
+		slots:    make(chan struct{}, p.opts.SendConcurrency),
+		settlers: newCrew(),
+		stop:     make(chan struct{}),
 	}
 	o.prev = make(chan struct{})
 	close(o.prev)
@@ -487,8 +496,9 @@ func (o *outbox) flush() {
 	}
 }
 
-// dispatch sends batch (when send) and settles its events, on a goroutine the
-// outbox waits for in close. Called with o.mu held.
+// dispatch sends batch (when send) on a goroutine, which then hands each of
+// its events to the settlers as a process settle slot frees; close waits for
+// both. Called with o.mu held.
 func (o *outbox) dispatch(batch []*item, send bool) {
 	prev, done := o.prev, make(chan struct{})
 	if send && o.p.fifo {
@@ -512,16 +522,16 @@ func (o *outbox) dispatch(batch []*item, send bool) {
 			}
 			<-o.slots
 		}
-		var wg sync.WaitGroup
 		for _, it := range batch {
-			wg.Go(func() {
+			o.p.settling <- struct{}{} // first: an event waiting for a slot holds no goroutine
+			o.settlers.Go(func() {
+				defer func() { <-o.p.settling }()
 				o.p.settle(o.ctx, it, o.log)
 				o.mu.Lock()
 				delete(o.unsent, it)
 				o.mu.Unlock()
 			})
 		}
-		wg.Wait()
 	})
 }
 
@@ -530,6 +540,7 @@ func (o *outbox) dispatch(batch []*item, send bool) {
 func (o *outbox) close() {
 	o.flush()
 	o.batches.Wait()
+	o.settlers.Wait()
 	close(o.stop)
 	o.renewer.Wait()
 }
