@@ -47,10 +47,12 @@ const (
 
 // defaultGOGC is ingest's garbage-collection target when GOGC is not set: the
 // heap may grow to 1.5 × the live heap between collections instead of 2 ×. A
-// 1,000-update body keeps up to 64 ledger writes and their sends in flight,
-// each call allocating about 20 KB in the AWS SDK; with Go's default of 100
-// an ingest that took such bodies peaked at 55–61 MB resident, with 50 at
-// 48 MB, answering as fast (README, Measured). Set GOGC to override it.
+// 1,000-update body keeps up to 64 Acquires, 64 MarkQueued calls and its
+// sends in flight, each call allocating about 27 KB in the AWS SDK; with Go's
+// default of 100 an ingest that took such bodies peaked at 55–61 MB resident,
+// with 50 at 48–57 MB, answering as fast — before the MarkQueued calls were
+// bounded; since, with 50, at 46–47 MB (README, Measured). Set GOGC to
+// override it.
 const defaultGOGC = 50
 
 func main() {

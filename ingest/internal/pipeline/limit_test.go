@@ -263,7 +263,7 @@ func (l markLedger) MarkQueued(ctx context.Context, r ledger.Receipt) (bool, err
 // their writes were admitted under it: ten webhooks of 100 events send
 // batches faster than a slow table marks them, and each batch marking its
 // ten events at once (as ingest did) kept well over a hundred MarkQueued calls
-// in flight — a connection, a goroutine and its stack each, 55–61 MB resident
+// in flight — a connection, a goroutine and its stack each, 48–57 MB resident
 // for one 1,000-update body.
 func TestMarkQueuedCallsStayWithinTheProcessBound(t *testing.T) {
 	t.Parallel()
