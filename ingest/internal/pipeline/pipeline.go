@@ -93,7 +93,7 @@ type Options struct {
 	// may use all of it, concurrent webhooks share it in turn. The MarkQueued
 	// and Release calls that settle sent batches are bounded by it too, apart:
 	// each in flight holds a connection, a goroutine and its stack, and
-	// unbounded they peaked at over a hundred for one 1,000-update body. The
+	// unbounded there were 95 for one 1,000-update body. The
 	// process may bound all its DynamoDB calls besides
 	// (WAHOOK_DYNAMODB_CONCURRENCY, in the client).
 	Concurrency int
