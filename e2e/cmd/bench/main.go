@@ -88,7 +88,7 @@ func main() {
 	flag.StringVar(&c.sweep, "sweep", "1,2,4,8,16,32", "concurrencies of the same-calls floor client")
 	flag.DurationVar(&c.soak, "soak", 0, "also run a sustained soak this long, sampling RSS (e.g. 10m)")
 	flag.StringVar(&c.out, "o", "", "write the report to `path`.md and path.json")
-	flag.StringVar(&c.profile, "profile", "", "write CPU and heap profiles of an ingest and a worker, taken during the maximum-rate run, and the first ingest's allocations before and after the 1,000-update bodies (go tool pprof -sample_index=alloc_space -base BEFORE AFTER), to `dir`")
+	flag.StringVar(&c.profile, "profile", "", "write CPU and heap profiles of an ingest and a worker, taken during the maximum-rate run, the first ingest's allocations before and after the 1,000-update bodies (go tool pprof -sample_index=alloc_space -base BEFORE AFTER), and the ingests' CPU profiles of each body and twin pair (go tool pprof -top DIR/ingest-*-cpu-twins-*.pprof merges them), to `dir`")
 	flag.StringVar(&c.skip, "skip", "", "comma-separated phases to leave out: sustained, floor, big, scaling")
 	flag.StringVar(&c.ingestEnv, "ingest-env", "", "extra ingest settings, `K=V,K=V` (e.g. WAHOOK_ADMIT_CONCURRENCY=32 to compare)")
 	flag.StringVar(&c.workerEnv, "worker-env", "", "extra worker settings, `K=V,K=V` (e.g. WAHOOK_DYNAMODB_CONCURRENCY=0 to compare)")
@@ -227,6 +227,9 @@ func run(r *runner, c config) *Report {
 		rep.Big = b.big()
 		if c.profile != "" {
 			rep.Profiles = append(rep.Profiles, b.allocProfile(c.profile, "after-big"))
+			for _, run := range rep.Big.Runs {
+				rep.Profiles = append(rep.Profiles, run.Profiles...)
+			}
 		}
 	}
 	if !b.skip("scaling") {

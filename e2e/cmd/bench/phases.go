@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -147,7 +148,9 @@ func (b *bench) bigRun(rep int, floor time.Duration) bigRun {
 	base := b.done()
 	var r harness.Response
 	before := b.dynamo.Counts()
+	profiled := b.profileBodies(fmt.Sprintf("body-r%d", rep), 1)
 	b.measure(fmt.Sprintf("one 1,000-update body, until answered (round %d)", rep), func() { r = c.PostTo(ctx, urls[0], single) })
+	run.Profiles = append(run.Profiles, profiled()...)
 	run.SingleCalls = since(before, b.dynamo.Counts())
 	run.Single = ms(r.Latency)
 	run.SingleOK = r.OK()
@@ -165,10 +168,12 @@ func (b *bench) bigRun(rep int, floor time.Duration) bigRun {
 		})
 	}
 	before = b.dynamo.Counts()
+	profiled = b.profileBodies(fmt.Sprintf("twins-r%d", rep), len(answers))
 	b.measure(fmt.Sprintf("two identical 1,000-update bodies, until both answered (round %d)", rep), func() {
 		close(start)
 		wg.Wait()
 	})
+	run.Profiles = append(run.Profiles, profiled()...)
 	run.TwinCalls = since(before, b.dynamo.Counts())
 	run.TwinOK = true
 	for _, a := range answers {
@@ -285,6 +290,41 @@ func (b *bench) captureProfiles(dir string) []string {
 	}
 	wg.Wait()
 	return files
+}
+
+// bodyProfile is how long a body's CPU profile runs: longer than a body takes
+// to be answered on a slow machine. The ingest is idle for the rest of it (the
+// bench waits for the body's events to be done), so the profile holds the
+// body's work alone.
+const bodyProfile = 4 * time.Second
+
+// profileBodies starts, with -profile, a CPU profile of each of the first n
+// ingests, named after what, and returns a function that waits for them and
+// returns their files (none without -profile). The profiles are started
+// before the bodies are posted: pprof's handler answers its headers only
+// when it is done, so the bench cannot see the profile begin; a profile that
+// starts a little after the post misses at most the reading of the body.
+func (b *bench) profileBodies(what string, n int) func() []string {
+	if b.c.profile == "" {
+		return func() []string { return nil }
+	}
+	files := make([]string, n)
+	var wg sync.WaitGroup
+	for i, p := range b.stack.Processes(harness.RoleIngest)[:n] {
+		wg.Go(func() {
+			name := filepath.Join(b.c.profile, fmt.Sprintf("%s-cpu-%s.pprof", p.Name, what))
+			url := p.URL(fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(bodyProfile.Seconds())))
+			if err := fetch(b.r.Context(), url, name); err != nil {
+				log.Printf("profile %s: %v", name, err)
+				return
+			}
+			files[i] = name
+		})
+	}
+	return func() []string {
+		wg.Wait()
+		return slices.DeleteFunc(files, func(f string) bool { return f == "" })
+	}
 }
 
 // allocProfile writes the first ingest's allocation profile (counts since

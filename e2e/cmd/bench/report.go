@@ -108,6 +108,9 @@ type bigRun struct {
 	// answered (the running worker's among them).
 	SingleCalls map[string]int64 `json:"single_dynamodb_calls"`
 	TwinCalls   map[string]int64 `json:"twin_dynamodb_calls"`
+	// Profiles are the ingests' CPU profiles of the body and the twins
+	// (-profile); the report lists them with the others.
+	Profiles []string `json:"-"`
 }
 
 // met reports whether the single body and both twins were answered 200 within
