@@ -54,6 +54,7 @@ type config struct {
 	workers    int
 	bigWorkers int
 	bigReps    int
+	ratioReps  int
 	processors int
 	handlers   string
 	sustain    time.Duration
@@ -81,6 +82,7 @@ func main() {
 	flag.IntVar(&c.workers, "workers", 2, "worker processes")
 	flag.IntVar(&c.bigWorkers, "big-workers", 1, "worker processes running during the 1,000-update body runs")
 	flag.IntVar(&c.bigReps, "big-rounds", 3, "rounds of the 1,000-update body runs (floor, one body, twins)")
+	flag.IntVar(&c.ratioReps, "ratio-rounds", 3, "rounds of the ratio to the floor after the sweep: each wahook's maximum rate, then the floor at its best concurrency, back to back (0: none)")
 	flag.IntVar(&c.processors, "processors", 4, "processors per worker")
 	flag.StringVar(&c.handlers, "handlers", "store", "WAHOOK_HANDLERS of the workers")
 	flag.DurationVar(&c.sustain, "sustain", 20*time.Second, "length of the sustained-rate run (at 70% of the maximum)")
@@ -99,6 +101,9 @@ func main() {
 	flag.Parse()
 	log.SetFlags(log.Ltime | log.Lmicroseconds)
 	log.SetPrefix("bench: ")
+	if c.ratioReps < 0 {
+		log.Fatal("-ratio-rounds cannot be negative")
+	}
 	if c.events < 1 || c.batch < 1 || c.conc < 1 || c.ingests < 2 || c.workers < 1 || c.bigWorkers < 1 || c.bigReps < 1 || c.processors < 1 {
 		log.Fatal("every count must be at least 1, and -ingests at least 2 (the twin-body run posts to two replicas)")
 	}
@@ -218,6 +223,9 @@ func run(r *runner, c config) *Report {
 		}
 		if minimal := rep.Floor.Minimal(); minimal.EventsPerSec > 0 {
 			rep.RatioMin = rep.Max.EndToEndPerSec / minimal.EventsPerSec
+		}
+		if c.ratioReps > 0 {
+			rep.RatioRounds = b.ratioRounds(rep.Floor.Best().Conc)
 		}
 	}
 	if !b.skip("big") {

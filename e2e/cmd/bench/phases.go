@@ -88,6 +88,35 @@ func (b *bench) floor() *floorResult {
 	return res
 }
 
+// ratioRounds measures, c.ratioReps times, wahook's maximum rate and right
+// after it the same-calls floor (wahook's requests) at conc, each over
+// c.events fresh events: pairs taken under the same conditions, so that the
+// box's speed drifting between the maximum-rate run and the sweep (by a fifth
+// between two runs of one day on the 2-core machine) does not move the ratio.
+func (b *bench) ratioRounds(conc int) []ratioRound {
+	rig := newFloorRig(b.r, b.counted)
+	n := b.c.events
+	var rounds []ratioRound
+	for round := 1; round <= b.c.ratioReps; round++ {
+		var l load
+		b.measure(fmt.Sprintf("ratio round %d: wahook's maximum rate", round), func() { l = b.deliverAt(b.payloads(n), n, 0) })
+		ops, err := rig.newWahookOps(b.gen, n)
+		if err != nil {
+			b.r.Fatalf("%v", err)
+		}
+		var floor float64
+		b.measure(fmt.Sprintf("ratio round %d: same-calls floor at %d", round, conc), func() {
+			floor, err = rig.sameCalls(b.r.Context(), n, conc, ops)
+		})
+		if err != nil {
+			b.r.Fatalf("ratio round %d: same-calls floor at %d: %v", round, conc, err)
+		}
+		log.Printf("ratio round %d: wahook %.0f events/s, floor %.0f", round, l.EndToEndPerSec, floor)
+		rounds = append(rounds, ratioRound{Wahook: l.EndToEndPerSec, Floor: floor, Errors: l.Errors})
+	}
+	return rounds
+}
+
 // big times one 1,000-update body, and two identical ones at once on two
 // replicas, against twice the floor's time for their ledger writes and sends,
 // with c.bigWorkers workers running. The floor's best concurrency is swept
