@@ -42,14 +42,7 @@ func (b *bench) floor() *floorResult {
 		b.dynamo.Reset()
 		b.sqs.Reset()
 		log.Printf("same-calls floor: %d events at concurrency %d, wahook's requests", n, conc)
-		ops, err := rig.newWahookOps(b.gen, n)
-		if err != nil {
-			b.r.Fatalf("%v", err)
-		}
-		same, err := rig.sameCalls(ctx, n, conc, ops)
-		if err != nil {
-			b.r.Fatalf("same-calls floor at %d (wahook's requests): %v", conc, err)
-		}
+		same := b.sameWahookCalls(rig, n, conc)
 		if i == len(concs)-1 {
 			res.Calls = map[string]map[string]float64{
 				"DynamoDB": perEvent(b.dynamo.Counts(), n), "SQS": perEvent(b.sqs.Counts(), n),
@@ -88,6 +81,20 @@ func (b *bench) floor() *floorResult {
 	return res
 }
 
+// sameWahookCalls is the same-calls floor's rate making wahook's own
+// requests: n fresh events with conc in flight.
+func (b *bench) sameWahookCalls(rig *floorRig, n, conc int) float64 {
+	ops, err := rig.newWahookOps(b.gen, n)
+	if err != nil {
+		b.r.Fatalf("%v", err)
+	}
+	rate, err := rig.sameCalls(b.r.Context(), n, conc, ops)
+	if err != nil {
+		b.r.Fatalf("same-calls floor at %d (wahook's requests): %v", conc, err)
+	}
+	return rate
+}
+
 // ratioRounds measures, c.ratioReps times, wahook's maximum rate and right
 // after it the same-calls floor (wahook's requests) at conc, each over
 // c.events fresh events: pairs taken under the same conditions, so that the
@@ -100,17 +107,8 @@ func (b *bench) ratioRounds(conc int) []ratioRound {
 	for round := 1; round <= b.c.ratioReps; round++ {
 		var l load
 		b.measure(fmt.Sprintf("ratio round %d: wahook's maximum rate", round), func() { l = b.deliverAt(b.payloads(n), n, 0) })
-		ops, err := rig.newWahookOps(b.gen, n)
-		if err != nil {
-			b.r.Fatalf("%v", err)
-		}
 		var floor float64
-		b.measure(fmt.Sprintf("ratio round %d: same-calls floor at %d", round, conc), func() {
-			floor, err = rig.sameCalls(b.r.Context(), n, conc, ops)
-		})
-		if err != nil {
-			b.r.Fatalf("ratio round %d: same-calls floor at %d: %v", round, conc, err)
-		}
+		b.measure(fmt.Sprintf("ratio round %d: same-calls floor at %d", round, conc), func() { floor = b.sameWahookCalls(rig, n, conc) })
 		log.Printf("ratio round %d: wahook %.0f events/s, floor %.0f", round, l.EndToEndPerSec, floor)
 		rounds = append(rounds, ratioRound{Wahook: l.EndToEndPerSec, Floor: floor, Errors: l.Errors})
 	}
