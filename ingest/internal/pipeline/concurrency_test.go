@@ -157,10 +157,17 @@ func TestTwoIdenticalLargeBodies(t *testing.T) {
 }
 
 // countingLedger counts the Acquire calls the store refused (the key was
-// taken) and the keys read ahead.
+// taken), the keys read ahead and, when awaited is set, the keys awaited.
 type countingLedger struct {
 	*ledger.Store
-	acquires, refused, read *atomic.Int64
+	acquires, refused, read, awaited *atomic.Int64
+}
+
+func (l countingLedger) Await(ctx context.Context, tried []ledger.Receipt, owned func(i int, r ledger.Receipt)) ([]ledger.Admission, []error) {
+	if l.awaited != nil {
+		l.awaited.Add(int64(len(tried)))
+	}
+	return l.Store.Await(ctx, tried, owned)
 }
 
 func (l countingLedger) Acquire(ctx context.Context, key string) (ledger.Receipt, error) {
@@ -221,6 +228,40 @@ func TestIdenticalBodiesDoNotWriteEachOthersKeys(t *testing.T) {
 	if got := refused.Load(); got > n/4 {
 		t.Errorf("%d of the %d Acquire calls refused (the key taken by the other request), want at most %d: "+
 			"the two requests wrote each other's keys", got, acquires.Load(), n/4)
+	}
+}
+
+// Meta's retry of a body that was queued already: once a write is refused,
+// the keys read ahead as queued are duplicates there and then. Only the keys
+// whose writes were refused (those in flight before the first refusal came
+// back) are awaited, and read again; nothing is sent.
+func TestKeysReadAheadAsQueuedAreNotAwaited(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, options{})
+	const n = 300
+	batch, err := webhook.Parse([]byte(messages("again", n)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := pipelineWith(t, s, s.store).Process(t.Context(), batch, s.log); res.Queued != n {
+		t.Fatalf("first delivery: %+v, want %d queued", res, n)
+	}
+	sent := len(s.queue.calls())
+	var acquires, refused, read, awaited atomic.Int64
+	l := countingLedger{Store: s.store, acquires: &acquires, refused: &refused, read: &read, awaited: &awaited}
+	res := pipelineWith(t, s, l).Process(t.Context(), batch, s.log)
+	if res != (pipeline.Result{Received: n, Duplicates: n}) {
+		t.Errorf("retry: %+v, want all %d duplicates", res, n)
+	}
+	t.Logf("retry: %d Acquire calls, %d refused; %d keys read ahead, %d awaited", acquires.Load(), refused.Load(), read.Load(), awaited.Load())
+	if got, want := awaited.Load(), refused.Load(); got != want {
+		t.Errorf("%d keys awaited, want %d (those whose writes were refused): keys read ahead as queued were awaited too", got, want)
+	}
+	if refused.Load() >= n/2 || read.Load() > n {
+		t.Errorf("%d writes refused, %d keys read ahead; want fewer than %d refused and at most %d read (each key once)", refused.Load(), read.Load(), n/2, n)
+	}
+	if got := len(s.queue.calls()); got != sent {
+		t.Errorf("%d batches sent for the retry, want none", got-sent)
 	}
 }
 
