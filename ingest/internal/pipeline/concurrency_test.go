@@ -246,6 +246,11 @@ func TestKeysReadAheadAsQueuedAreNotAwaited(t *testing.T) {
 	if res := pipelineWith(t, s, s.store).Process(t.Context(), batch, s.log); res.Queued != n {
 		t.Fatalf("first delivery: %+v, want %d queued", res, n)
 	}
+	for i := range n { // the retry's premise: every key marked queued
+		if key := webhook.MessageKey(fmt.Sprintf("wamid-again-%d", i)); s.state(key) != ledger.StateQueued {
+			t.Fatalf("after the first delivery %s is %q, want queued", key, s.state(key))
+		}
+	}
 	sent := len(s.queue.calls())
 	var acquires, refused, read, awaited atomic.Int64
 	l := countingLedger{Store: s.store, acquires: &acquires, refused: &refused, read: &read, awaited: &awaited}
