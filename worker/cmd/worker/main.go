@@ -145,7 +145,7 @@ func run(ctx context.Context, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	handler, err := buildHandler(cfg, clients)
+	handler, closeHandlers, err := buildHandler(cfg, clients)
 	if err != nil {
 		return err
 	}
@@ -231,6 +231,9 @@ func run(ctx context.Context, log *zap.Logger) error {
 			runErr = errors.Join(runErr, err)
 		}
 	}
+	if err := closeHandlers(); err != nil {
+		log.Warn("a handler's writes after its runs ended failed", zap.Error(err))
+	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
@@ -286,9 +289,15 @@ func redriveMaxReceiveCount(policy string) (int, error) {
 	return n, nil
 }
 
-// buildHandler chains the configured handlers in order.
-func buildHandler(cfg config.Config, clients *awsclient.Clients) (processor.Handler, error) {
-	var hs []processor.Handler
+// buildHandler chains the configured handlers in order. The func it returns
+// waits for what the handlers still write after their runs have returned (the
+// audit handler's cancelled records); run calls it once the processors have
+// stopped.
+func buildHandler(cfg config.Config, clients *awsclient.Clients) (processor.Handler, func() error, error) {
+	var (
+		hs      []processor.Handler
+		closers []func() error
+	)
 	for _, name := range cfg.HandlerNames() {
 		var (
 			h   processor.Handler
@@ -300,21 +309,33 @@ func buildHandler(cfg config.Config, clients *awsclient.Clients) (processor.Hand
 		case config.HandlerForward:
 			h, err = forward.New(forward.Options{URL: cfg.ForwardURL, Secret: cfg.ForwardSecret, Timeout: cfg.ForwardTimeout})
 		case config.HandlerAudit:
-			h, err = audit.New(clients.DynamoDB, audit.Options{Table: cfg.AuditTable, Delay: cfg.AuditDelay,
+			var a *audit.Handler
+			a, err = audit.New(clients.DynamoDB, audit.Options{Table: cfg.AuditTable, Delay: cfg.AuditDelay,
 				SequenceTable: cfg.AuditSequenceTable, FailRate: cfg.AuditFailRate, FailSeed: cfg.AuditFailSeed,
 				Stuck: cfg.AuditStuck})
+			if err == nil {
+				h = a
+				closers = append(closers, a.Close)
+			}
 		default:
 			err = fmt.Errorf("unknown handler %q", name)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("handler %s: %w", name, err)
+			return nil, nil, fmt.Errorf("handler %s: %w", name, err)
 		}
 		hs = append(hs, processor.Traced(name, h))
 	}
-	if len(hs) == 1 {
-		return hs[0], nil
+	closeAll := func() error {
+		var errs []error
+		for _, c := range closers {
+			errs = append(errs, c())
+		}
+		return errors.Join(errs...)
 	}
-	return processor.Chain(hs...), nil
+	if len(hs) == 1 {
+		return hs[0], closeAll, nil
+	}
+	return processor.Chain(hs...), closeAll, nil
 }
 
 // shutdownTraces flushes the spans not yet exported, within a bound.

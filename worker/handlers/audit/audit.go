@@ -10,6 +10,12 @@
 //	ADD finishes :1,    SET finished.<attempt> = <processor id>   after the delay
 //	SET cancelled.<attempt> = <epoch ms>   when its context ended the delay
 //
+// The cancelled record is written after Handle has returned (within 5 s, on a
+// goroutine Close waits for): a handler is to return promptly once its
+// context ends, and a write to a slow backend first (seconds, on an emulator
+// a busy machine serves) outlasted the processor's grace and had the run
+// abandoned instead of given back.
+//
 // Between the two it waits Delay, or until its context ends. The run id is
 // new for each invocation, so a write the SDK retried after an ambiguous
 // reply leaves one run (while invocations, an ADD, may count it twice): runs
@@ -34,6 +40,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -103,6 +110,11 @@ func FailsFirstAttempt(key string, rate float64, seed uint64) bool {
 type Handler struct {
 	db   DB
 	opts Options
+
+	// pending are the cancelled records being written; errs those that failed.
+	pending sync.WaitGroup
+	mu      sync.Mutex
+	errs    []error
 }
 
 // New returns a Handler.
@@ -144,11 +156,16 @@ func (h *Handler) Handle(ctx context.Context, ev processor.Event) error {
 		case <-ctx.Done():
 			// When the context ended tells the race suite whether a zombie's
 			// run was cut as soon as its lease was found lost.
-			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			if err := h.cancelled(wctx, ev); err != nil {
-				return errors.Join(fmt.Errorf("audit %s: delay: %w", ev.Key(), context.Cause(ctx)), err)
-			}
+			at := time.Now()
+			h.pending.Go(func() {
+				wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				defer cancel()
+				if err := h.cancelled(wctx, ev, at); err != nil {
+					h.mu.Lock()
+					h.errs = append(h.errs, err)
+					h.mu.Unlock()
+				}
+			})
 			return fmt.Errorf("audit %s: delay: %w", ev.Key(), context.Cause(ctx))
 		case <-t.C:
 		}
@@ -184,12 +201,21 @@ func (h *Handler) appendSequence(ctx context.Context, ev processor.Event) error 
 	return nil
 }
 
-func (h *Handler) cancelled(ctx context.Context, ev processor.Event) error {
+// Close waits for the cancelled records still being written and reports
+// those that could not be. No Handle may follow it.
+func (h *Handler) Close() error {
+	h.pending.Wait()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return errors.Join(h.errs...)
+}
+
+func (h *Handler) cancelled(ctx context.Context, ev processor.Event, at time.Time) error {
 	err := mapattr.SetField(ctx, h.db, mapattr.Field{
 		Table: h.opts.Table,
 		Key:   map[string]types.AttributeValue{AttrPK: &types.AttributeValueMemberS{Value: ev.Key()}},
 		Map:   AttrCancelled, Name: strconv.Itoa(ev.Attempt),
-		Value: &types.AttributeValueMemberN{Value: strconv.FormatInt(time.Now().UnixMilli(), 10)},
+		Value: &types.AttributeValueMemberN{Value: strconv.FormatInt(at.UnixMilli(), 10)},
 	}, mapattr.Extra{})
 	if err != nil {
 		return fmt.Errorf("audit %s: cancelled: %w", ev.Key(), err)

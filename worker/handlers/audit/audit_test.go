@@ -144,6 +144,9 @@ func TestDelayHonoursCancellation(t *testing.T) {
 	if !errors.Is(err, processor.ErrShutdown) || cancelled.IsZero() || time.Since(cancelled) > 5*time.Second {
 		t.Errorf("Handle returned %v %s after the cancel, want the cancellation cause promptly", err, time.Since(cancelled))
 	}
+	if err := h.Close(); err != nil { // the cancelled record, written after Handle returned
+		t.Fatal(err)
+	}
 	item := read(t, db, table, "msg#wamid.B")
 	if n(item[audit.AttrInvocations]) != "1" || item[audit.AttrFinishes] != nil {
 		t.Errorf("item %v, want one invocation and no finish", item)
@@ -168,15 +171,69 @@ func TestDelayHonoursCancellation(t *testing.T) {
 	}
 }
 
+// Handle returns as soon as its context ends, however long the backend takes
+// the cancelled record: that is written after it, and Close waits for it.
+// Written first, it took seconds on an emulator a busy machine served, past
+// the processor's grace, and the worker abandoned the run instead of giving
+// the event back.
+func TestCancelledRecordDoesNotHoldTheReturn(t *testing.T) {
+	t.Parallel()
+	db, table := setup(t)
+	fake := &afterInvocation{DB: db, recorded: make(chan struct{}), hold: make(chan struct{}), held: make(chan struct{})}
+	h, err := audit.New(fake, audit.Options{Table: table, Delay: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancelCause(t.Context())
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-fake.recorded:
+			cancel(processor.ErrShutdown)
+		case <-ctx.Done():
+		}
+	}()
+	err = h.Handle(ctx, event("wamid.C", 1, "a-p1"))
+	select {
+	case <-fake.held:
+		t.Fatalf("Handle returned %v only once the cancelled record's write had ended: it waited for the backend", err)
+	default:
+	}
+	if !errors.Is(err, processor.ErrShutdown) {
+		t.Errorf("Handle returned %v, want the cancellation cause", err)
+	}
+	close(fake.hold)
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := read(t, db, table, "msg#wamid.C")[audit.AttrCancelled].(*types.AttributeValueMemberM); !ok {
+		t.Errorf("no %s record after Close", audit.AttrCancelled)
+	}
+}
+
 // afterInvocation is the handler's DynamoDB client; it closes recorded once
 // the write that counts an invocation has been answered.
+// With hold set, the writes of the cancelled record (SetField may make two)
+// wait for hold to close (or for their context) before they are sent, and
+// held is closed once the first returns.
 type afterInvocation struct {
 	audit.DB
 	recorded chan struct{}
 	once     sync.Once
+	hold     chan struct{}
+	held     chan struct{}
+	heldOnce sync.Once
 }
 
 func (a *afterInvocation) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, o ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	if a.hold != nil && slices.Contains(slices.Collect(maps.Values(in.ExpressionAttributeNames)), audit.AttrCancelled) {
+		defer a.heldOnce.Do(func() { close(a.held) })
+		select {
+		case <-a.hold:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	out, err := a.DB.UpdateItem(ctx, in, o...)
 	if err == nil && slices.Contains(slices.Collect(maps.Values(in.ExpressionAttributeNames)), audit.AttrInvocations) {
 		a.once.Do(func() { close(a.recorded) })
