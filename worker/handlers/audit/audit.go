@@ -111,9 +111,12 @@ type Handler struct {
 	db   DB
 	opts Options
 
-	// pending are the cancelled records being written; errs those that failed.
+	// pending are the cancelled records being written; errs those that
+	// failed. Once closed, a run cut late (one the worker abandoned, still
+	// at work) writes its record before it returns.
 	pending sync.WaitGroup
 	mu      sync.Mutex
+	closed  bool
 	errs    []error
 }
 
@@ -156,17 +159,29 @@ func (h *Handler) Handle(ctx context.Context, ev processor.Event) error {
 		case <-ctx.Done():
 			// When the context ended tells the race suite whether a zombie's
 			// run was cut as soon as its lease was found lost.
+			cause := fmt.Errorf("audit %s: delay: %w", ev.Key(), context.Cause(ctx))
 			at := time.Now()
-			h.pending.Go(func() {
+			record := func() error {
 				wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 				defer cancel()
-				if err := h.cancelled(wctx, ev, at); err != nil {
-					h.mu.Lock()
-					h.errs = append(h.errs, err)
-					h.mu.Unlock()
-				}
-			})
-			return fmt.Errorf("audit %s: delay: %w", ev.Key(), context.Cause(ctx))
+				return h.cancelled(wctx, ev, at)
+			}
+			h.mu.Lock()
+			closed := h.closed
+			if !closed { // Go under mu: never after Close began to wait
+				h.pending.Go(func() {
+					if err := record(); err != nil {
+						h.mu.Lock()
+						h.errs = append(h.errs, err)
+						h.mu.Unlock()
+					}
+				})
+			}
+			h.mu.Unlock()
+			if closed {
+				return errors.Join(cause, record())
+			}
+			return cause
 		case <-t.C:
 		}
 	}
@@ -204,6 +219,9 @@ func (h *Handler) appendSequence(ctx context.Context, ev processor.Event) error 
 // Close waits for the cancelled records still being written and reports
 // those that could not be. No Handle may follow it.
 func (h *Handler) Close() error {
+	h.mu.Lock()
+	h.closed = true
+	h.mu.Unlock()
 	h.pending.Wait()
 	h.mu.Lock()
 	defer h.mu.Unlock()
