@@ -159,29 +159,7 @@ func (h *Handler) Handle(ctx context.Context, ev processor.Event) error {
 		case <-ctx.Done():
 			// When the context ended tells the race suite whether a zombie's
 			// run was cut as soon as its lease was found lost.
-			cause := fmt.Errorf("audit %s: delay: %w", ev.Key(), context.Cause(ctx))
-			at := time.Now()
-			record := func() error {
-				wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-				defer cancel()
-				return h.cancelled(wctx, ev, at)
-			}
-			h.mu.Lock()
-			closed := h.closed
-			if !closed { // Go under mu: never after Close began to wait
-				h.pending.Go(func() {
-					if err := record(); err != nil {
-						h.mu.Lock()
-						h.errs = append(h.errs, err)
-						h.mu.Unlock()
-					}
-				})
-			}
-			h.mu.Unlock()
-			if closed {
-				return errors.Join(cause, record())
-			}
-			return cause
+			return h.cut(ctx, ev)
 		case <-t.C:
 		}
 	}
@@ -216,8 +194,37 @@ func (h *Handler) appendSequence(ctx context.Context, ev processor.Event) error 
 	return nil
 }
 
+// cut records when ctx cut ev's run and returns the run's error. The record
+// is written on a goroutine Close waits for; once Close has begun, before
+// cut returns.
+func (h *Handler) cut(ctx context.Context, ev processor.Event) error {
+	cause := fmt.Errorf("audit %s: delay: %w", ev.Key(), context.Cause(ctx))
+	at := time.Now()
+	record := func() error {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		return h.cancelled(wctx, ev, at)
+	}
+	h.mu.Lock()
+	closed := h.closed
+	if !closed {
+		h.pending.Go(func() { // under mu: never once Close waits
+			if err := record(); err != nil {
+				h.mu.Lock()
+				h.errs = append(h.errs, err)
+				h.mu.Unlock()
+			}
+		})
+	}
+	h.mu.Unlock()
+	if closed {
+		return errors.Join(cause, record())
+	}
+	return cause
+}
+
 // Close waits for the cancelled records still being written and reports
-// those that could not be. No Handle may follow it.
+// those that could not be. A run cut after it writes its own.
 func (h *Handler) Close() error {
 	h.mu.Lock()
 	h.closed = true
